@@ -1,0 +1,8 @@
+"""ftaudit: free-threaded Python readiness auditor."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("ftaudit")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"

@@ -1,0 +1,3 @@
+from ftaudit.cli import entry
+
+entry()

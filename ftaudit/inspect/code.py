@@ -1,0 +1,836 @@
+"""Constant propagation over a module's init code, decoded with capstone.
+
+Starting at an export (``PyInit_<name>`` or ``PyModExport_<name>``) it walks the code the
+way the CPU would, tracking registers and memory whose values are known constants
+(addresses included, since the image is laid out at base 0), following direct calls into
+the binary's own functions and PLT stubs, and forking at conditional branches. It never
+executes anything: it reads instructions and updates a model.
+
+What it reports is a list of events: each call to an imported function with the values of
+its first arguments (unknown ones are None), and each return from the export. A memory
+view at the moment of the event lets the caller read what the code had stored so far,
+which is how slot arrays that init code fills at run time become visible.
+
+Budgets bound the walk; running out of budget only means fewer events, and the caller
+turns missing evidence into `unknown`, never into a declaration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import capstone
+from capstone import arm64_const as A
+from capstone import x86_const as X
+
+from ftaudit.inspect.image import STACK_BASE, Image
+
+Value = int | bytes | None  # int: a known 64-bit value; bytes: a vector register; None: unknown
+
+MAX_STEPS = 40_000  # instructions over all paths of one export
+MAX_PATHS = 400
+MAX_VISITS = 6  # per path and address: bounds loops
+MAX_DEPTH = 6  # nested calls into the binary's own functions
+MASK64 = (1 << 64) - 1
+_UNKNOWN_BYTE = -1
+
+
+class Memory:
+    """Bytes written by the walked code, over the image's own (relocated) contents."""
+
+    __slots__ = ("bytes_", "image")
+
+    def __init__(self, image: Image, bytes_: dict[int, int] | None = None) -> None:
+        self.image = image
+        self.bytes_: dict[int, int] = bytes_ if bytes_ is not None else {}
+
+    def copy(self) -> Memory:
+        return Memory(self.image, dict(self.bytes_))
+
+    def write(self, addr: int, size: int, value: Value) -> None:
+        if isinstance(value, int):
+            raw = (value & ((1 << (8 * size)) - 1)).to_bytes(size, self._order())
+            for i, b in enumerate(raw):
+                self.bytes_[addr + i] = b
+        elif isinstance(value, bytes):
+            for i in range(size):
+                self.bytes_[addr + i] = value[i] if i < len(value) else 0
+        else:
+            for i in range(size):
+                self.bytes_[addr + i] = _UNKNOWN_BYTE
+
+    def clobber(self, addr: int, size: int) -> None:
+        self.write(addr, size, None)
+
+    def read_bytes(self, addr: int, size: int) -> bytes | None:
+        written = [self.bytes_.get(addr + i) for i in range(size)]
+        if all(b is None for b in written):
+            if self.image.touches_relocation(addr, size) or any(
+                a in self.image.relocated for a in range(addr, addr + size)
+            ):
+                # A vector load over relocated pointers: compose them word by word.
+                return self._compose(addr, size)
+            return self.image.read(addr, size)
+        if any(b == _UNKNOWN_BYTE for b in written):
+            return None
+        if all(b is not None for b in written):
+            return bytes(b for b in written if b is not None)
+        base = self._compose(addr, size)
+        if base is None:
+            return None
+        return bytes(b if b is not None else base[i] for i, b in enumerate(written))
+
+    def _compose(self, addr: int, size: int) -> bytes | None:
+        p = self.image.pointer_size
+        out = bytearray()
+        pos = addr
+        while pos < addr + size:
+            if pos in self.image.relocated and pos + p <= addr + size:
+                out += self.image.relocated[pos].to_bytes(p, self._order())
+                pos += p
+                continue
+            if self.image.touches_relocation(pos, 1) or pos in self.image.unresolvable:
+                return None
+            raw = self.image.read(pos, 1)
+            if raw is None:
+                return None
+            out += raw
+            pos += 1
+        return bytes(out)
+
+    def read_int(self, addr: int, size: int, *, signed: bool = False) -> int | None:
+        if not any((addr + i) in self.bytes_ for i in range(size)):
+            return self.image.read_int(addr, size, signed=signed)
+        raw = self.read_bytes(addr, size)
+        if raw is None:
+            return None
+        return int.from_bytes(raw, self._order(), signed=signed)
+
+    def read_pointer(self, addr: int) -> int | None:
+        return self.read_int(addr, self.image.pointer_size)
+
+    def read_cstring(self, addr: int) -> str | None:
+        if any((addr + i) in self.bytes_ for i in range(64)):
+            out = bytearray()
+            while len(out) < 512:
+                b = self.read_bytes(addr + len(out), 1)
+                if b is None:
+                    return None
+                if b == b"\0":
+                    return out.decode("utf-8", "replace")
+                out += b
+            return None
+        return self.image.read_cstring(addr)
+
+    def _order(self) -> Any:
+        return "little" if self.image.little_endian else "big"
+
+
+@dataclass(slots=True)
+class Event:
+    """A call to an imported function (name set) or the export's return (name is None)."""
+
+    name: str | None
+    args: tuple[int | None, ...]
+    memory: Memory
+    at: int  # address of the call or return instruction
+
+
+@dataclass(slots=True)
+class Walk:
+    events: list[Event] = field(default_factory=list)
+    steps: int = 0
+    paths: int = 0
+    exhausted: bool = False  # a budget ran out before every path ended
+    undecodable: int = 0  # instructions capstone could not decode
+    lost: int = 0  # indirect jumps to unknown targets
+
+
+@dataclass(slots=True)
+class _State:
+    pc: int
+    regs: dict[str, Value]
+    mem: Memory
+    frames: list[int]
+    visits: dict[int, int]
+
+    def fork(self, pc: int) -> _State:
+        return _State(pc, dict(self.regs), self.mem.copy(), list(self.frames), dict(self.visits))
+
+
+EventHook = Callable[[Event], None]
+
+
+def walk(image: Image, entry: int) -> Walk:
+    """Walk every path from `entry` within the budgets and collect its events."""
+    if image.arch == "x86_64":
+        return _X86(image).run(entry)
+    if image.arch == "aarch64":
+        return _Arm64(image).run(entry)
+    raise ValueError(f"no code reader for {image.arch}")
+
+
+def can_walk(arch: str) -> bool:
+    return arch in ("x86_64", "aarch64")
+
+
+class _Machine:
+    """The architecture-neutral driver: worklist of paths, calls, returns, budgets."""
+
+    sp: str
+    ret_reg: str
+    arg_regs: tuple[str, ...]
+    clobbered: tuple[str, ...]
+    link: str | None = None  # link register (arm64), else the return address is pushed
+
+    def __init__(self, image: Image) -> None:
+        self.image = image
+        self.md = self._disassembler()
+        self.md.detail = True
+        self._decoded: dict[int, Any] = {}
+        self._stubs: dict[int, str | None] = {}
+
+    def _disassembler(self) -> capstone.Cs:
+        raise NotImplementedError  # each architecture supplies its own
+
+    def decode(self, pc: int) -> Any:
+        if pc in self._decoded:
+            return self._decoded[pc]
+        seg = self.image.segment_at(pc)
+        insn = None
+        if seg is not None and seg.executable:
+            code = self.image.read(pc, min(16, seg.vaddr + seg.memsz - pc))
+            if code:
+                insn = next(self.md.disasm(code, pc, 1), None)
+        self._decoded[pc] = insn
+        return insn
+
+    def run(self, entry: int) -> Walk:
+        result = Walk()
+        start = _State(entry, {self.sp: STACK_BASE}, Memory(self.image), [], {})
+        todo = [start]
+        while todo:
+            if result.paths >= MAX_PATHS or result.steps >= MAX_STEPS:
+                result.exhausted = True
+                break
+            result.paths += 1
+            self._run_path(todo.pop(), todo, result)
+        return result
+
+    def _run_path(self, state: _State, todo: list[_State], result: Walk) -> None:
+        while result.steps < MAX_STEPS:
+            seen = state.visits.get(state.pc, 0)
+            if seen >= MAX_VISITS:
+                return
+            state.visits[state.pc] = seen + 1
+            name = self.image.import_at(state.pc)
+            if name is not None:  # reached an import by a jump (a tail call)
+                self._event(state, name, result)
+                if not self._return(state, result, imported=name):
+                    return
+                continue
+            insn = self.decode(state.pc)
+            if insn is None:
+                result.undecodable += 1
+                return
+            result.steps += 1
+            if not self.step(state, insn, todo, result):
+                return
+        result.exhausted = True
+
+    # --- control flow shared by the architectures -------------------------------------
+
+    def _event(self, state: _State, name: str | None, result: Walk) -> None:
+        args = tuple(_as_int(state.regs.get(r)) for r in self.arg_regs)
+        result.events.append(Event(name, args, state.mem.copy(), state.pc))
+
+    def call(self, state: _State, target: Value, ret: int, result: Walk) -> None:
+        """A call instruction: into an import, into our own code, or somewhere unknown."""
+        if isinstance(target, int):
+            name = self.image.import_at(target)
+            if name is not None:
+                self._event(state, name, result)
+                self._after_import(state, name)
+                state.pc = ret
+                return
+            stub = self._stub_import(target)
+            if stub is not None:
+                self._event(state, stub, result)
+                self._after_import(state, stub)
+                state.pc = ret
+                return
+            if self.image.is_code(target) and len(state.frames) < MAX_DEPTH:
+                state.frames.append(ret)
+                self.push_return(state, ret)
+                state.pc = target
+                return
+        self._clobber(state)
+        state.pc = ret
+
+    def _stub_import(self, target: int) -> str | None:
+        """The import a PLT-style stub at `target` jumps to, if it is one.
+
+        Resolving stubs up front keeps them from using up the call depth."""
+        if target in self._stubs:
+            return self._stubs[target]
+        found = None
+        if self.image.is_code(target):
+            state = _State(target, {self.sp: STACK_BASE}, Memory(self.image), [], {})
+            scratch, todo = Walk(), []
+            for _ in range(6):
+                found = self.image.import_at(state.pc)
+                if found is not None:
+                    break
+                insn = self.decode(state.pc)
+                if insn is None or capstone.CS_GRP_CALL in insn.groups:
+                    break
+                if not self.step(state, insn, todo, scratch) or todo or scratch.events:
+                    break
+        self._stubs[target] = found
+        return found
+
+    def jump(self, state: _State, target: Value, result: Walk) -> bool:
+        """An unconditional jump; False when the path ends."""
+        if not isinstance(target, int):
+            result.lost += 1
+            return False
+        state.pc = target
+        return True
+
+    def _return(self, state: _State, result: Walk, imported: str | None = None) -> bool:
+        """Return from the current function (after a tail call when `imported` is set)."""
+        if imported is not None:
+            self._after_import(state, imported)
+        if not state.frames:
+            if imported is None:
+                self._event(state, None, result)
+            else:
+                # PyInit_x tail-called an import: what it returns is the export's result.
+                result.events.append(
+                    Event(None, (_as_int(state.regs.get(self.ret_reg)),), state.mem.copy(), 0)
+                )
+            return False
+        state.pc = state.frames.pop()
+        self.pop_return(state)
+        return True
+
+    def _after_import(self, state: _State, name: str) -> None:
+        args = [_as_int(state.regs.get(r)) for r in self.arg_regs]
+        self._emulate_libc(state, name, args)
+        self._clobber(state)
+        # PyModuleDef_Init returns its argument: keep it visible to the caller.
+        state.regs[self.ret_reg] = args[0] if name == "PyModuleDef_Init" else None
+
+    def _emulate_libc(self, state: _State, name: str, args: list[int | None]) -> None:
+        dst, src, n = args[0], args[1], args[2]
+        if name in ("memcpy", "memmove", "__memcpy_chk") and dst is not None:
+            if src is not None and n is not None and n <= 4096:
+                for i in range(n):
+                    b = state.mem.read_bytes(src + i, 1)
+                    state.mem.write(dst + i, 1, b[0] if b else None)
+            elif n is not None and n <= 4096:
+                state.mem.clobber(dst, n)
+        elif name in ("memset", "__memset_chk") and dst is not None and n is not None:
+            if n <= 4096:
+                state.mem.write(dst, n, bytes([src & 0xFF]) * n if src is not None else None)
+
+    def _clobber(self, state: _State) -> None:
+        for reg in self.clobbered:
+            state.regs.pop(reg, None)
+
+    def push_return(self, state: _State, ret: int) -> None:
+        raise NotImplementedError  # each architecture supplies its own
+
+    def pop_return(self, state: _State) -> None:
+        raise NotImplementedError  # each architecture supplies its own
+
+    def step(self, state: _State, insn: Any, todo: list[_State], result: Walk) -> bool:
+        raise NotImplementedError  # each architecture supplies its own
+
+
+def _as_int(v: Value) -> int | None:
+    return v if isinstance(v, int) else None
+
+
+def _mask(bits: int) -> int:
+    return (1 << bits) - 1
+
+
+# --- x86-64 ------------------------------------------------------------------------------
+
+
+def _x86_parents() -> dict[str, tuple[str, int]]:
+    """Sub-register name -> (64-bit parent, width in bits)."""
+    out: dict[str, tuple[str, int]] = {}
+    for r in "abcd":
+        parent = f"r{r}x"
+        out.update({parent: (parent, 64), f"e{r}x": (parent, 32), f"{r}x": (parent, 16)})
+        out.update({f"{r}l": (parent, 8), f"{r}h": (parent, -8)})
+    for r in ("si", "di", "bp", "sp"):
+        parent = f"r{r}"
+        out.update({parent: (parent, 64), f"e{r}": (parent, 32), r: (parent, 16)})
+        out[f"{r}l"] = (parent, 8)
+    for i in range(8, 16):
+        parent = f"r{i}"
+        out.update({parent: (parent, 64), f"r{i}d": (parent, 32), f"r{i}w": (parent, 16)})
+        out[f"r{i}b"] = (parent, 8)
+    for i in range(32):
+        out[f"xmm{i}"] = (f"xmm{i}", 128)
+        out[f"ymm{i}"] = (f"xmm{i}", 256)
+        out[f"zmm{i}"] = (f"xmm{i}", 512)
+    return out
+
+
+_X86_REGS = _x86_parents()
+_X86_VECTOR_MOVES = {
+    X.X86_INS_MOVDQA, X.X86_INS_MOVDQU, X.X86_INS_MOVAPS, X.X86_INS_MOVUPS,
+    X.X86_INS_MOVAPD, X.X86_INS_MOVUPD, X.X86_INS_VMOVDQA, X.X86_INS_VMOVDQU,
+    X.X86_INS_VMOVAPS, X.X86_INS_VMOVUPS, X.X86_INS_VMOVAPD, X.X86_INS_VMOVUPD,
+    X.X86_INS_LDDQU, X.X86_INS_VMOVDQA64, X.X86_INS_VMOVDQU64, X.X86_INS_VMOVDQA32,
+    X.X86_INS_VMOVDQU32, X.X86_INS_VMOVDQU8,
+}  # fmt: skip
+_X86_ZERO_IDIOMS = {X.X86_INS_PXOR, X.X86_INS_XORPS, X.X86_INS_XORPD, X.X86_INS_VPXOR,
+                    X.X86_INS_VXORPS, X.X86_INS_VPXORD, X.X86_INS_VPXORQ}  # fmt: skip
+_X86_NOPS = {X.X86_INS_NOP, X.X86_INS_ENDBR64, X.X86_INS_CMP, X.X86_INS_TEST,
+             X.X86_INS_UD2, X.X86_INS_PAUSE, X.X86_INS_PREFETCHT0}  # fmt: skip
+_X86_ARITH: dict[int, Callable[[int, int], int]] = {
+    X.X86_INS_ADD: lambda a, b: a + b,
+    X.X86_INS_SUB: lambda a, b: a - b,
+    X.X86_INS_AND: lambda a, b: a & b,
+    X.X86_INS_OR: lambda a, b: a | b,
+    X.X86_INS_XOR: lambda a, b: a ^ b,
+    X.X86_INS_SHL: lambda a, b: a << (b & 63),
+    X.X86_INS_SHR: lambda a, b: a >> (b & 63),
+    X.X86_INS_IMUL: lambda a, b: a * b,
+}
+
+
+class _X86(_Machine):
+    sp = "rsp"
+    ret_reg = "rax"
+    arg_regs = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
+    clobbered = ("rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11",
+                 *(f"xmm{i}" for i in range(32)))  # fmt: skip
+
+    def _disassembler(self) -> capstone.Cs:
+        return capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+
+    def push_return(self, state: _State, ret: int) -> None:
+        sp = _as_int(state.regs.get("rsp"))
+        if sp is not None:
+            state.regs["rsp"] = sp - 8
+            state.mem.write(sp - 8, 8, ret)
+
+    def pop_return(self, state: _State) -> None:
+        sp = _as_int(state.regs.get("rsp"))
+        state.regs["rsp"] = sp + 8 if sp is not None else None
+
+    # operands
+
+    def reg_get(self, state: _State, reg_id: int, insn: Any) -> Value:
+        name = insn.reg_name(reg_id)
+        if name == "rip":
+            return int(insn.address + insn.size)
+        parent, width = _X86_REGS.get(name, (name, 64))
+        value = state.regs.get(parent)
+        if isinstance(value, bytes):
+            return value[: width // 8] if width >= 128 else int.from_bytes(
+                value[: width // 8], "little"
+            )
+        if value is None:
+            return None
+        if width == -8:
+            return (value >> 8) & 0xFF
+        return value & _mask(width) if width < 64 else value
+
+    def reg_set(self, state: _State, reg_id: int, insn: Any, value: Value) -> None:
+        name = insn.reg_name(reg_id)
+        parent, width = _X86_REGS.get(name, (name, 64))
+        if parent.startswith("xmm"):
+            if isinstance(value, int):
+                value = value.to_bytes(16, "little") if value >= 0 else None
+            state.regs[parent] = value
+            return
+        if isinstance(value, bytes):
+            value = int.from_bytes(value[:8], "little")
+        if value is None:
+            state.regs.pop(parent, None)
+        elif width in (64, 32):
+            state.regs[parent] = value & _mask(width)  # 32-bit writes zero the top half
+        else:
+            old = state.regs.get(parent)
+            if not isinstance(old, int):
+                state.regs.pop(parent, None)
+            elif width == -8:
+                state.regs[parent] = (old & ~0xFF00) | ((value & 0xFF) << 8)
+            else:
+                state.regs[parent] = (old & ~_mask(width)) | (value & _mask(width))
+
+    def address(self, state: _State, insn: Any, op: Any) -> int | None:
+        mem = op.mem
+        if mem.segment != 0:
+            return None  # fs:/gs: thread-local storage
+        addr = mem.disp
+        if mem.base != 0:
+            base = self.reg_get(state, mem.base, insn)
+            if not isinstance(base, int):
+                return None
+            addr += base
+        if mem.index != 0:
+            index = self.reg_get(state, mem.index, insn)
+            if not isinstance(index, int):
+                return None
+            addr += index * mem.scale
+        return addr & MASK64
+
+    def get(self, state: _State, insn: Any, op: Any) -> Value:
+        if op.type == X.X86_OP_IMM:
+            return int(op.imm) & _mask(8 * op.size) if op.size else int(op.imm) & MASK64
+        if op.type == X.X86_OP_REG:
+            return self.reg_get(state, op.reg, insn)
+        if op.type == X.X86_OP_MEM:
+            addr = self.address(state, insn, op)
+            if addr is None:
+                return None
+            if op.size > 8:
+                return state.mem.read_bytes(addr, op.size)
+            return state.mem.read_int(addr, op.size)
+        return None
+
+    def put(self, state: _State, insn: Any, op: Any, value: Value) -> None:
+        if op.type == X.X86_OP_REG:
+            self.reg_set(state, op.reg, insn, value)
+        elif op.type == X.X86_OP_MEM:
+            addr = self.address(state, insn, op)
+            if addr is not None:
+                state.mem.write(addr, op.size, value)
+
+    def _clobber_written(self, state: _State, insn: Any) -> None:
+        try:
+            _, written = insn.regs_access()
+        except capstone.CsError:
+            written = []
+        for reg in written:
+            name = insn.reg_name(reg)
+            parent = _X86_REGS.get(name, (name, 64))[0]
+            if parent not in ("rip", "rflags"):
+                state.regs.pop(parent, None)
+        for op in insn.operands:
+            if op.type == X.X86_OP_MEM and op.access & capstone.CS_AC_WRITE:
+                addr = self.address(state, insn, op)
+                if addr is not None:
+                    state.mem.clobber(addr, max(op.size, 1))
+
+    # one instruction
+
+    def step(self, state: _State, insn: Any, todo: list[_State], result: Walk) -> bool:
+        iid = insn.id
+        ops = insn.operands
+        nxt = insn.address + insn.size
+        if iid == X.X86_INS_CALL:
+            self.call(state, self.get(state, insn, ops[0]), nxt, result)
+            return True
+        if iid == X.X86_INS_JMP:
+            return self.jump(state, self.get(state, insn, ops[0]), result)
+        if iid in (X.X86_INS_RET, X.X86_INS_RETF):
+            return self._return(state, result)
+        if capstone.CS_GRP_JUMP in insn.groups:  # a conditional branch: walk both sides
+            target = self.get(state, insn, ops[0]) if ops else None
+            if isinstance(target, int):
+                todo.append(state.fork(target))
+            state.pc = nxt
+            return True
+        if iid in (X.X86_INS_HLT, X.X86_INS_INT3, X.X86_INS_UD2):
+            return False
+        state.pc = nxt
+        if iid in _X86_NOPS:
+            return True
+        if iid in (X.X86_INS_MOV, X.X86_INS_MOVABS) and len(ops) == 2:
+            self.put(state, insn, ops[0], self.get(state, insn, ops[1]))
+        elif iid == X.X86_INS_LEA:
+            self.put(state, insn, ops[0], self.address(state, insn, ops[1]))
+        elif iid in (X.X86_INS_MOVZX, X.X86_INS_MOVSX, X.X86_INS_MOVSXD):
+            v = self.get(state, insn, ops[1])
+            if isinstance(v, int) and iid != X.X86_INS_MOVZX:
+                bits = 8 * ops[1].size
+                v = v - (1 << bits) if v >> (bits - 1) & 1 else v
+                v &= MASK64
+            self.put(state, insn, ops[0], v)
+        elif iid in _X86_ARITH and len(ops) == 2:
+            if iid == X.X86_INS_XOR and ops[0].type == ops[1].type == X.X86_OP_REG and (
+                ops[0].reg == ops[1].reg
+            ):
+                self.put(state, insn, ops[0], 0)
+            else:
+                a, b = self.get(state, insn, ops[0]), self.get(state, insn, ops[1])
+                v = _X86_ARITH[iid](a, b) if isinstance(a, int) and isinstance(b, int) else None
+                self.put(state, insn, ops[0], v & MASK64 if v is not None else None)
+        elif iid == X.X86_INS_PUSH:
+            v = self.get(state, insn, ops[0])
+            sp = _as_int(state.regs.get("rsp"))
+            if sp is not None:
+                state.regs["rsp"] = sp - 8
+                state.mem.write(sp - 8, 8, v)
+        elif iid == X.X86_INS_POP:
+            sp = _as_int(state.regs.get("rsp"))
+            v = state.mem.read_int(sp, 8) if sp is not None else None
+            state.regs["rsp"] = sp + 8 if sp is not None else None
+            self.put(state, insn, ops[0], v)
+        elif iid == X.X86_INS_LEAVE:
+            bp = _as_int(state.regs.get("rbp"))
+            state.regs["rbp"] = state.mem.read_int(bp, 8) if bp is not None else None
+            state.regs["rsp"] = bp + 8 if bp is not None else None
+        elif iid in _X86_VECTOR_MOVES and len(ops) == 2:
+            self.put(state, insn, ops[0], self.get(state, insn, ops[1]))
+        elif iid in _X86_ZERO_IDIOMS and len(ops) >= 2 and ops[-1].type == X.X86_OP_REG and (
+            ops[-1].reg == ops[-2].reg
+        ):
+            self.put(state, insn, ops[0], bytes(16))
+        elif iid in (X.X86_INS_MOVQ, X.X86_INS_MOVD, X.X86_INS_VMOVQ, X.X86_INS_VMOVD):
+            v = self.get(state, insn, ops[1])
+            if isinstance(v, bytes):
+                v = int.from_bytes(v[: ops[0].size or 8], "little")
+            elif isinstance(v, int) and ops[0].type == X.X86_OP_REG and insn.reg_name(
+                ops[0].reg
+            ).startswith("xmm"):
+                v = (v & _mask(8 * (ops[1].size or 8))).to_bytes(16, "little")
+            self.put(state, insn, ops[0], v)
+        elif iid in (X.X86_INS_PUNPCKLQDQ, X.X86_INS_MOVLHPS, X.X86_INS_MOVHPS) and len(ops) == 2:
+            a, b = self.get(state, insn, ops[0]), self.get(state, insn, ops[1])
+            if isinstance(b, int):
+                b = b.to_bytes(8, "little")
+            v = a[:8] + b[:8] if isinstance(a, bytes) and isinstance(b, bytes) else None
+            self.put(state, insn, ops[0], v)
+        elif iid in (X.X86_INS_STOSQ, X.X86_INS_STOSD, X.X86_INS_MOVSQ, X.X86_INS_MOVSD) and (
+            X.X86_PREFIX_REP in insn.prefix
+        ):
+            self._rep(state, insn, iid)
+        else:
+            self._clobber_written(state, insn)
+        return True
+
+    def _rep(self, state: _State, insn: Any, iid: int) -> None:
+        width = 8 if iid in (X.X86_INS_STOSQ, X.X86_INS_MOVSQ) else 4
+        dst, count = _as_int(state.regs.get("rdi")), _as_int(state.regs.get("rcx"))
+        if dst is None or count is None or count > 4096:
+            self._clobber_written(state, insn)
+            return
+        if iid in (X.X86_INS_STOSQ, X.X86_INS_STOSD):
+            v = _as_int(state.regs.get("rax"))
+            for i in range(count):
+                state.mem.write(dst + i * width, width, v)
+        else:
+            src = _as_int(state.regs.get("rsi"))
+            for i in range(count):
+                raw = state.mem.read_bytes(src + i * width, width) if src is not None else None
+                state.mem.write(dst + i * width, width, raw)
+            state.regs["rsi"] = src + count * width if src is not None else None
+        state.regs["rdi"] = dst + count * width
+        state.regs["rcx"] = 0
+
+
+# --- AArch64 -----------------------------------------------------------------------------
+
+_ARM64_SIZES = {"x": 8, "w": 4, "q": 16, "d": 8, "s": 4, "h": 2, "b": 1, "v": 16}
+
+
+def _arm64_reg(name: str) -> tuple[str, int]:
+    """Register name -> (parent, size in bytes); zero registers have parent 'zr'."""
+    if name in ("xzr", "wzr"):
+        return "zr", 8 if name == "xzr" else 4
+    if name in ("sp", "wsp"):
+        return "sp", 8 if name == "sp" else 4
+    if name in ("fp", "x29"):
+        return "x29", 8
+    if name in ("lr", "x30"):
+        return "x30", 8
+    kind, num = name[0], name[1:]
+    if kind in ("x", "w") and num.isdigit():
+        return f"x{num}", _ARM64_SIZES[kind]
+    if kind in _ARM64_SIZES and num.isdigit():
+        return f"v{num}", _ARM64_SIZES[kind]
+    return name, 8
+
+
+class _Arm64(_Machine):
+    sp = "sp"
+    ret_reg = "x0"
+    arg_regs = ("x0", "x1", "x2", "x3", "x4", "x5")
+    clobbered = (*(f"x{i}" for i in range(19)), "x30",
+                 *(f"v{i}" for i in range(8)), *(f"v{i}" for i in range(16, 32)))  # fmt: skip
+
+    def _disassembler(self) -> capstone.Cs:
+        return capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
+
+    def push_return(self, state: _State, ret: int) -> None:
+        state.regs["x30"] = ret
+
+    def pop_return(self, state: _State) -> None:
+        pass
+
+    def reg_get(self, state: _State, insn: Any, reg_id: int) -> Value:
+        parent, size = _arm64_reg(insn.reg_name(reg_id))
+        if parent == "zr":
+            return 0
+        v = state.regs.get(parent)
+        if isinstance(v, bytes):
+            return v[:size] if size == 16 else int.from_bytes(v[:size], "little")
+        if isinstance(v, int) and size < 8:
+            return v & _mask(8 * size)
+        return v
+
+    def reg_set(self, state: _State, insn: Any, reg_id: int, value: Value) -> None:
+        parent, size = _arm64_reg(insn.reg_name(reg_id))
+        if parent == "zr":
+            return
+        if parent.startswith("v"):
+            if isinstance(value, int):
+                value = (value & _mask(8 * size)).to_bytes(size, "little") + bytes(16 - size)
+            elif isinstance(value, bytes):
+                value = value[:size] + bytes(16 - size)
+        elif isinstance(value, bytes):
+            value = int.from_bytes(value[:size], "little")
+        if value is None:
+            state.regs.pop(parent, None)
+        else:
+            state.regs[parent] = value & _mask(8 * size) if isinstance(value, int) else value
+
+    def reg_size(self, insn: Any, reg_id: int) -> int:
+        return _arm64_reg(insn.reg_name(reg_id))[1]
+
+    def operand(self, state: _State, insn: Any, op: Any) -> Value:
+        if op.type == A.ARM64_OP_IMM:
+            v = int(op.imm)
+            if op.shift.type == A.ARM64_SFT_LSL:
+                v <<= op.shift.value
+            return v & MASK64
+        if op.type == A.ARM64_OP_REG:
+            v = self.reg_get(state, insn, op.reg)
+            if isinstance(v, int) and op.shift.type == A.ARM64_SFT_LSL:
+                v = (v << op.shift.value) & MASK64
+            return v
+        return None
+
+    def mem_address(self, state: _State, insn: Any, op: Any, post: bool) -> int | None:
+        base = self.reg_get(state, insn, op.mem.base)
+        if not isinstance(base, int):
+            return None
+        addr = base if post else base + op.mem.disp
+        if op.mem.index:
+            index = self.reg_get(state, insn, op.mem.index)
+            if not isinstance(index, int):
+                return None
+            addr += index << (op.shift.value if op.shift.type == A.ARM64_SFT_LSL else 0)
+        return addr & MASK64
+
+    def _access_size(self, insn: Any, reg_op: Any) -> int:
+        mnemonic = insn.mnemonic
+        if mnemonic.endswith("b") and mnemonic[:3] in ("str", "ldr", "stu", "ldu"):
+            return 1
+        if mnemonic.endswith("h") and mnemonic[:3] in ("str", "ldr", "stu", "ldu"):
+            return 2
+        if mnemonic == "ldrsw":
+            return 4
+        return self.reg_size(insn, reg_op.reg)
+
+    def _load_store(self, state: _State, insn: Any) -> bool:
+        ops = insn.operands
+        mem_idx = next((i for i, op in enumerate(ops) if op.type == A.ARM64_OP_MEM), None)
+        if mem_idx is None:
+            return False
+        mem_op = ops[mem_idx]
+        regs = ops[:mem_idx]
+        post = insn.writeback and len(ops) > mem_idx + 1
+        addr = self.mem_address(state, insn, mem_op, post)
+        is_store = insn.mnemonic.startswith("st")
+        size = self._access_size(insn, regs[0])
+        for i, reg_op in enumerate(regs):
+            a = addr + i * size if addr is not None else None
+            if is_store:
+                v = self.reg_get(state, insn, reg_op.reg)
+                if a is not None:
+                    state.mem.write(a, size, v)
+            else:
+                if a is None:
+                    v: Value = None
+                elif size == 16:
+                    v = state.mem.read_bytes(a, 16)
+                else:
+                    v = state.mem.read_int(a, size, signed=insn.mnemonic.startswith("ldrs"))
+                self.reg_set(state, insn, reg_op.reg, v)
+        if insn.writeback:
+            base = self.reg_get(state, insn, mem_op.mem.base)
+            if isinstance(base, int):
+                delta = int(ops[mem_idx + 1].imm) if post else mem_op.mem.disp
+                parent = _arm64_reg(insn.reg_name(mem_op.mem.base))[0]
+                state.regs[parent] = (base + delta) & MASK64
+        return True
+
+    def step(self, state: _State, insn: Any, todo: list[_State], result: Walk) -> bool:
+        iid = insn.id
+        ops = insn.operands
+        nxt = insn.address + insn.size
+        if iid == A.ARM64_INS_BL:
+            self.call(state, int(ops[0].imm), nxt, result)
+            return True
+        if iid == A.ARM64_INS_BLR:
+            self.call(state, self.reg_get(state, insn, ops[0].reg), nxt, result)
+            return True
+        if iid == A.ARM64_INS_B and insn.cc in (A.ARM64_CC_INVALID, A.ARM64_CC_AL):
+            return self.jump(state, int(ops[0].imm), result)
+        if iid == A.ARM64_INS_BR:
+            return self.jump(state, self.reg_get(state, insn, ops[0].reg), result)
+        if iid == A.ARM64_INS_RET:
+            if state.frames:
+                state.pc = state.frames.pop()
+                return True
+            return self._return(state, result)
+        if iid in (A.ARM64_INS_B, A.ARM64_INS_CBZ, A.ARM64_INS_CBNZ, A.ARM64_INS_TBZ,
+                   A.ARM64_INS_TBNZ):  # fmt: skip
+            target = ops[-1].imm
+            todo.append(state.fork(int(target)))
+            state.pc = nxt
+            return True
+        state.pc = nxt
+        if iid in (A.ARM64_INS_ADRP, A.ARM64_INS_ADR):
+            self.reg_set(state, insn, ops[0].reg, int(ops[1].imm))
+        elif iid in (A.ARM64_INS_ADD, A.ARM64_INS_SUB) and len(ops) == 3:
+            a, b = self.operand(state, insn, ops[1]), self.operand(state, insn, ops[2])
+            if isinstance(a, int) and isinstance(b, int):
+                self.reg_set(state, insn, ops[0].reg, a + b if iid == A.ARM64_INS_ADD else a - b)
+            else:
+                self.reg_set(state, insn, ops[0].reg, None)
+        elif iid in (A.ARM64_INS_MOV, A.ARM64_INS_MOVZ) and len(ops) == 2:
+            self.reg_set(state, insn, ops[0].reg, self.operand(state, insn, ops[1]))
+        elif iid == A.ARM64_INS_MOVN and len(ops) == 2:
+            v = self.operand(state, insn, ops[1])
+            self.reg_set(state, insn, ops[0].reg, ~v & MASK64 if isinstance(v, int) else None)
+        elif iid == A.ARM64_INS_MOVK and len(ops) == 2:
+            old = self.reg_get(state, insn, ops[0].reg)
+            shift = ops[1].shift.value if ops[1].shift.type == A.ARM64_SFT_LSL else 0
+            if isinstance(old, int):
+                v = (old & ~(0xFFFF << shift)) | ((int(ops[1].imm) & 0xFFFF) << shift)
+                self.reg_set(state, insn, ops[0].reg, v)
+            else:
+                self.reg_set(state, insn, ops[0].reg, None)
+        elif insn.mnemonic.startswith(("ld", "st")) and self._load_store(state, insn):
+            pass
+        elif iid in (A.ARM64_INS_NOP, A.ARM64_INS_HINT, A.ARM64_INS_CMP, A.ARM64_INS_TST,
+                     A.ARM64_INS_CMN):  # fmt: skip
+            pass
+        else:
+            try:
+                _, written = insn.regs_access()
+            except capstone.CsError:
+                written = [op.reg for op in ops[:1] if op.type == A.ARM64_OP_REG]
+            for reg in written:
+                parent = _arm64_reg(insn.reg_name(reg))[0]
+                if parent not in ("nzcv", "zr"):
+                    state.regs.pop(parent, None)
+        return True
+
+
+def arguments_at(events: Sequence[Event], name: str) -> list[Event]:
+    return [e for e in events if e.name == name]

@@ -1,0 +1,266 @@
+"""One binary in, one record out: is it an extension module, and what does it declare?"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from ftaudit.errors import BinaryFormatError
+from ftaudit.inspect import code, slots
+from ftaudit.inspect.elf import load_elf
+from ftaudit.inspect.image import Image
+from ftaudit.model import BinaryFormat, Extension, Gil, Init, Library
+
+# Imported by every extension compiled for a free-threaded interpreter that touches
+# reference counts (Py_DECREF's slow path); never by a GIL build.
+FT_ONLY_SYMBOLS = frozenset(
+    {
+        "_Py_DecRefShared",
+        "_Py_DecRefSharedDebug",
+        "_Py_MergeZeroLocalRefcount",
+        "_Py_ExplicitMergeRefcount",
+    }
+)
+SET_GIL = "PyUnstable_Module_SetGIL"
+DEF_INIT = "PyModuleDef_Init"
+CREATE_FUNCS = frozenset({"PyModule_Create2", "PyModule_FromDefAndSpec2", "PyModule_Create"})
+_TAG_IN_NAME = re.compile(r"\.cpython-(\d+)(t?)[-.]|\.cp(\d+)(t?)-|\.abi3(t?)\.")
+
+Loader = Callable[[bytes], Image]
+
+
+def binary_format(head: bytes) -> BinaryFormat | None:
+    """Tell ELF, Mach-O (thin or fat) and PE apart by their magic bytes."""
+    if head[:4] == b"\x7fELF":
+        return BinaryFormat.ELF
+    if head[:4] in (
+        b"\xfe\xed\xfa\xce",
+        b"\xce\xfa\xed\xfe",
+        b"\xfe\xed\xfa\xcf",
+        b"\xcf\xfa\xed\xfe",
+        b"\xca\xfe\xba\xbe",
+        b"\xbe\xba\xfe\xca",
+    ):
+        return BinaryFormat.MACHO
+    if head[:2] == b"MZ":
+        return BinaryFormat.PE
+    return None
+
+
+def module_name(path: str) -> str:
+    """The import name of an extension at `path` inside a wheel or site-packages."""
+    parts = path.replace("\\", "/").split("/")
+    if len(parts) > 2 and parts[0].endswith(".data") and parts[1] in ("purelib", "platlib"):
+        parts = parts[2:]
+    stem = parts[-1].split(".", 1)[0]
+    return ".".join([*parts[:-1], stem])
+
+
+def tagged_free_threaded(path: str) -> bool | None:
+    """What the file name's ABI tag says (``.cpython-313t-``: True, ``-313-``: False)."""
+    m = _TAG_IN_NAME.search(path.rsplit("/", 1)[-1])
+    if m is None:
+        return None
+    if m.group(1) is not None:
+        return m.group(2) == "t"
+    if m.group(3) is not None:
+        return m.group(4) == "t"
+    return m.group(5) == "t"
+
+
+def inspect_binary(path: str, data: bytes) -> Extension | Library:
+    """Judge one binary file. Raises BinaryFormatError when it cannot be parsed."""
+    fmt = binary_format(data[:4])
+    if fmt is None:
+        raise BinaryFormatError("not an ELF, Mach-O or PE file")
+    if fmt is not BinaryFormat.ELF:
+        raise BinaryFormatError(f"{fmt.value} binaries are not read yet")
+    image = load_elf(data)
+    return judge(image, path, fmt)
+
+
+def judge(image: Image, path: str, fmt: BinaryFormat) -> Extension | Library:
+    module = module_name(path)
+    short = module.rsplit(".", 1)[-1]
+    entry_name, kind = _find_export(image, short)
+    if entry_name is None:
+        return Library(path=path, why="no PyInit_ or PyModExport_ export")
+    if entry_name.split("_", 1)[1] != short:
+        module = module.rsplit(".", 1)[0] + "." + entry_name.split("_", 1)[1] if "." in module else (
+            entry_name.split("_", 1)[1]
+        )
+    ft = _free_threaded(image, path)
+
+    def record(gil: Gil, init: Init, detail: str) -> Extension:
+        return Extension(
+            path=path,
+            module=module,
+            gil=gil,
+            init=init,
+            format=fmt,
+            free_threaded_build=ft,
+            detail=detail,
+        )
+
+    if image.contains_bytes(b"_cffi_backend\0") or any(
+        name.startswith("_cffi_pypyinit_") for name in image.exports
+    ):
+        return record(
+            Gil.UNKNOWN,
+            Init.UNKNOWN,
+            "cffi module: _cffi_backend creates the module at import time, so this file "
+            "holds no declaration to read",
+        )
+    imports = image.imports
+    if kind is Init.EXPORT:
+        return _judge_export(image, entry_name, record)
+    if DEF_INIT not in imports and SET_GIL not in imports and "PyModule_FromDefAndSpec2" not in (
+        imports
+    ):
+        # Without PyModuleDef_Init there is no multi-phase init, and without the setter a
+        # single-phase module cannot declare anything: the interpreter's default applies.
+        init = Init.SINGLE_PHASE if imports & CREATE_FUNCS else Init.UNKNOWN
+        return record(
+            Gil.UNDECLARED,
+            init,
+            f"imports neither {DEF_INIT} nor {SET_GIL}: no way to declare Py_mod_gil",
+        )
+    if not code.can_walk(image.arch):
+        return record(Gil.UNKNOWN, Init.UNKNOWN, f"no code reader for {image.arch} yet")
+
+    entry = image.exports[entry_name]
+    walk = code.walk(image, entry & ~1 if image.arch == "arm" else entry)
+    return _decide(image, module, ft, walk, entry_name, record)
+
+
+def _find_export(image: Image, short: str) -> tuple[str | None, Init]:
+    for prefix, kind in (("PyModExport_", Init.EXPORT), ("PyInit_", Init.MULTI_PHASE)):
+        if prefix + short in image.exports:
+            return prefix + short, kind
+    for prefix, kind in (("PyModExport_", Init.EXPORT), ("PyInit_", Init.MULTI_PHASE)):
+        found = sorted(n for n in image.exports if n.startswith(prefix))
+        if len(found) == 1:
+            return found[0], kind
+    return None, Init.UNKNOWN
+
+
+def _free_threaded(image: Image, path: str) -> bool | None:
+    if image.imports & FT_ONLY_SYMBOLS:
+        return True
+    tagged = tagged_free_threaded(path)
+    if tagged is not None:
+        return tagged
+    if "_Py_Dealloc" in image.imports:
+        return False  # Py_DECREF's GIL-build inline form
+    return None
+
+
+Record = Callable[[Gil, Init, str], Extension]
+
+
+def _judge_export(image: Image, entry_name: str, record: Record) -> Extension:
+    """PEP 793: PyModExport_<name> returns the slot array itself."""
+    if not code.can_walk(image.arch):
+        return record(Gil.UNKNOWN, Init.EXPORT, f"no code reader for {image.arch} yet")
+    walk = code.walk(image, image.exports[entry_name])
+    findings = set()
+    details = []
+    for ev in walk.events:
+        if ev.name is None and ev.args and ev.args[0]:
+            f = slots.read_slots(ev.memory, ev.args[0], image.pointer_size, image.where(ev.args[0]))
+            findings.add(f.gil)
+            details.append(f.detail)
+    if len(findings) == 1:
+        return record(findings.pop(), Init.EXPORT, f"{entry_name} returns slots: {details[0]}")
+    if not findings:
+        return record(Gil.UNKNOWN, Init.EXPORT, f"could not follow {entry_name} to its slots")
+    return record(Gil.UNKNOWN, Init.EXPORT, "paths of the export disagree: " + "; ".join(details))
+
+
+def _decide(
+    image: Image,
+    module: str,
+    ft: bool | None,
+    walk: code.Walk,
+    entry_name: str,
+    record: Record,
+) -> Extension:
+    multi: dict[Gil, str] = {}
+    single: dict[Gil, str] = {}
+    created = False
+    unresolved_def = False
+    for ev in walk.events:
+        if ev.name == DEF_INIT:
+            def_addr = ev.args[0]
+            if def_addr is None:
+                unresolved_def = True
+                continue
+            finding = _read_def(image, ev.memory, def_addr, module, ft)
+            multi.setdefault(finding.gil, finding.detail)
+        elif ev.name == SET_GIL:
+            value = ev.args[1]
+            where = f"call at {ev.at:#x}"
+            if value == slots.PY_MOD_GIL_NOT_USED:
+                single.setdefault(Gil.NOT_USED, f"{SET_GIL}(module, Py_MOD_GIL_NOT_USED), {where}")
+            elif value == slots.PY_MOD_GIL_USED:
+                single.setdefault(Gil.USED, f"{SET_GIL}(module, Py_MOD_GIL_USED), {where}")
+            else:
+                single.setdefault(Gil.UNKNOWN, f"{SET_GIL} with a value not known statically")
+        elif ev.name in CREATE_FUNCS:
+            created = True
+    if multi:
+        return _agree(multi, Init.MULTI_PHASE, record, unresolved_def)
+    if single:
+        return _agree(single, Init.SINGLE_PHASE, record, False)
+    budget = " (the walk ran out of budget)" if walk.exhausted else ""
+    if unresolved_def:
+        return record(
+            Gil.UNKNOWN, Init.MULTI_PHASE, f"{DEF_INIT} is called with a definition not known "
+            f"statically{budget}"
+        )
+    if SET_GIL in image.imports:
+        return record(
+            Gil.UNKNOWN,
+            Init.SINGLE_PHASE if created else Init.UNKNOWN,
+            f"imports {SET_GIL} but no call to it was reached from {entry_name}{budget}",
+        )
+    if created:
+        return record(
+            Gil.UNDECLARED,
+            Init.SINGLE_PHASE,
+            f"single-phase init ({entry_name} creates the module) with no {SET_GIL} import",
+        )
+    return record(
+        Gil.UNKNOWN, Init.UNKNOWN, f"could not follow {entry_name} to a module definition{budget}"
+    )
+
+
+def _agree(found: dict[Gil, str], init: Init, record: Record, partial: bool) -> Extension:
+    if len(found) == 1 and not partial:
+        gil, detail = next(iter(found.items()))
+        return record(gil, init, f"{init.value}, {detail}")
+    details = "; ".join(f"{g.value}: {d}" for g, d in found.items())
+    if partial:
+        details += "; another path passes a definition not known statically"
+    return record(Gil.UNKNOWN, init, f"paths of the init code disagree ({details})")
+
+
+def _read_def(
+    image: Image, mem: code.Memory, def_addr: int, module: str, ft: bool | None
+) -> slots.SlotFinding:
+    where = image.where(def_addr)
+    chosen = slots.choose_layout(mem, def_addr, image.pointer_size, module, ft)
+    if chosen is None:
+        return slots.SlotFinding(
+            Gil.UNKNOWN, f"PyModuleDef at {where}: neither layout names the module"
+        )
+    layout, _name = chosen
+    slots_ptr = mem.read_pointer(def_addr + layout.m_slots)
+    if slots_ptr is None:
+        return slots.SlotFinding(
+            Gil.UNKNOWN, f"PyModuleDef at {where}: m_slots is not known statically"
+        )
+    if slots_ptr == 0:
+        # m_slots NULL with PyModuleDef_Init: multi-phase with no slots at all.
+        return slots.SlotFinding(Gil.UNDECLARED, f"PyModuleDef at {where} has no slots")
+    return slots.read_slots(mem, slots_ptr, image.pointer_size, image.where(slots_ptr))

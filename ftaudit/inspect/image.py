@@ -1,0 +1,134 @@
+"""A binary as the dynamic loader would lay it out, without loading it.
+
+Every format reader (ELF now; Mach-O and PE fit the same shape) produces an `Image`: its
+segments at their virtual addresses, the pointer value each dynamic relocation would store,
+its exports and imports. The code interpreter and the slot reader only ever see an `Image`,
+so they work the same for every format.
+
+Imported symbols get fake addresses in a range no real image uses, so that "a pointer to
+PyModuleDef_Init" is just a number that the interpreter can recognise at a call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+IMPORT_BASE = 0x7E00_0000_0000_0000
+IMPORT_STRIDE = 0x100
+# Where the interpreter puts the stack: far from any image and from the import range.
+STACK_BASE = 0x7F00_0000_0000_0000
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    vaddr: int
+    memsz: int
+    data: bytes  # file contents; memory past len(data) reads as zero (.bss)
+    executable: bool
+    name: str = ""
+
+
+@dataclass(slots=True)
+class Image:
+    arch: str  # "x86_64", "aarch64", "i386", "arm", "ppc64", "s390x", ...
+    pointer_size: int
+    little_endian: bool
+    segments: list[Segment]
+    # address -> the pointer-sized value the loader stores there (relocations applied,
+    # image loaded at base 0). Addresses absent here hold their file bytes.
+    relocated: dict[int, int] = field(default_factory=dict)
+    # addresses whose relocation cannot be resolved statically (IRELATIVE, TLS, ...)
+    unresolvable: set[int] = field(default_factory=set)
+    exports: dict[str, int] = field(default_factory=dict)
+    imports: set[str] = field(default_factory=set)
+    sections: list[tuple[str, int, int]] = field(default_factory=list)  # name, addr, size
+    _import_addr: dict[str, int] = field(default_factory=dict)
+    _import_name: dict[int, str] = field(default_factory=dict)
+
+    def import_address(self, name: str) -> int:
+        """The fake address that stands for imported symbol `name`."""
+        addr = self._import_addr.get(name)
+        if addr is None:
+            addr = IMPORT_BASE + IMPORT_STRIDE * (len(self._import_addr) + 1)
+            self._import_addr[name] = addr
+            self._import_name[addr] = name
+        return addr
+
+    def import_at(self, addr: int) -> str | None:
+        """The imported symbol a fake address stands for (exact address only)."""
+        return self._import_name.get(addr)
+
+    def segment_at(self, addr: int) -> Segment | None:
+        for seg in self.segments:
+            if seg.vaddr <= addr < seg.vaddr + seg.memsz:
+                return seg
+        return None
+
+    def is_code(self, addr: int) -> bool:
+        seg = self.segment_at(addr)
+        return seg is not None and seg.executable
+
+    def read(self, addr: int, size: int) -> bytes | None:
+        """File-backed bytes at a virtual address, or None outside the image.
+
+        Relocated words are not applied here: callers that read pointers use
+        `read_pointer`, which does.
+        """
+        seg = self.segment_at(addr)
+        if seg is None or addr + size > seg.vaddr + seg.memsz:
+            return None
+        start = addr - seg.vaddr
+        chunk = seg.data[start : start + size]
+        if len(chunk) < size:  # the tail lies in .bss
+            chunk = chunk + bytes(size - len(chunk))
+        return chunk
+
+    def touches_relocation(self, addr: int, size: int) -> bool:
+        """Whether [addr, addr+size) overlaps a relocated word without being exactly it."""
+        p = self.pointer_size
+        for start in range(addr - p + 1, addr + size):
+            if (start in self.relocated or start in self.unresolvable) and not (
+                start == addr and size == p
+            ):
+                return True
+        return False
+
+    def read_int(self, addr: int, size: int, *, signed: bool = False) -> int | None:
+        if size == self.pointer_size and addr in self.relocated:
+            return self.relocated[addr]
+        if addr in self.unresolvable or self.touches_relocation(addr, size):
+            return None
+        raw = self.read(addr, size)
+        if raw is None:
+            return None
+        return int.from_bytes(raw, "little" if self.little_endian else "big", signed=signed)
+
+    def read_pointer(self, addr: int) -> int | None:
+        return self.read_int(addr, self.pointer_size)
+
+    def read_cstring(self, addr: int, limit: int = 512) -> str | None:
+        raw = self.read(addr, 1)
+        if raw is None:
+            return None
+        out = bytearray()
+        while len(out) < limit:
+            b = self.read(addr + len(out), 1)
+            if b is None:
+                return None
+            if b == b"\0":
+                try:
+                    return out.decode("utf-8")
+                except UnicodeDecodeError:
+                    return None
+            out += b
+        return None
+
+    def where(self, addr: int) -> str:
+        """A human name for an address: the section it lies in and the offset."""
+        for name, start, size in self.sections:
+            if start <= addr < start + size and name:
+                return f"{name}+{addr - start:#x}"
+        return f"{addr:#x}"
+
+    def contains_bytes(self, needle: bytes) -> bool:
+        return any(needle in seg.data for seg in self.segments)

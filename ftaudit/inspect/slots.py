@@ -1,0 +1,123 @@
+"""Reading a `PyModuleDef` and its `PyModuleDef_Slot` array out of a laid-out image.
+
+Layout (CPython's `moduleobject.h`): a `PyModuleDef` starts with `PyModuleDef_Base`
+(a `PyObject` header, then m_init, m_index, m_copy), then m_name, m_doc, m_size,
+m_methods, m_slots. The `PyObject` header is two words in a GIL build and, in a
+free-threaded build, ob_tid, 4 bytes of flags/mutex/gc bits, the 32-bit local refcount,
+the shared refcount and ob_type. Each slot is `{int slot; void *value;}`, padded to two
+words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ftaudit.model import Gil
+
+PY_MOD_GIL = 4
+PY_MOD_GIL_USED = 0
+PY_MOD_GIL_NOT_USED = 1
+# Slot ids CPython defines up to 3.15 (PEP 793 adds the module-definition slots).
+MAX_SLOT_ID = 15
+MAX_SLOTS = 64
+
+
+class Readable(Protocol):
+    def read_int(self, addr: int, size: int, *, signed: bool = False) -> int | None: ...
+    def read_pointer(self, addr: int) -> int | None: ...
+    def read_cstring(self, addr: int) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    name: str  # "free-threaded" or "GIL"
+    m_name: int
+    m_slots: int
+
+
+def layouts(pointer_size: int) -> dict[str, Layout]:
+    p = pointer_size
+    ft_head = p + 4 + 4 + p + p  # ob_tid, flags+mutex+gc bits, ob_ref_local, shared, type
+    gil_head = 2 * p
+    return {
+        "free-threaded": Layout("free-threaded", ft_head + 3 * p, ft_head + 7 * p),
+        "GIL": Layout("GIL", gil_head + 3 * p, gil_head + 7 * p),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class SlotFinding:
+    gil: Gil
+    detail: str
+    slots_at: int | None = None
+
+
+def read_slots(mem: Readable, slots_addr: int, pointer_size: int, where: str) -> SlotFinding:
+    """Find Py_mod_gil in a {0, NULL}-terminated slot array."""
+    entry = 2 * pointer_size
+    seen: list[int] = []
+    for i in range(MAX_SLOTS):
+        at = slots_addr + i * entry
+        slot_id = mem.read_int(at, 4, signed=True)
+        if slot_id is None:
+            return SlotFinding(Gil.UNKNOWN, f"slot {i} of the array at {where} is not readable")
+        if slot_id == 0:
+            names = ", ".join(str(s) for s in seen) or "none"
+            return SlotFinding(
+                Gil.UNDECLARED,
+                f"slot array at {where} has no Py_mod_gil slot (slot ids: {names})",
+                slots_at=slots_addr,
+            )
+        if not 0 < slot_id <= MAX_SLOT_ID:
+            return SlotFinding(
+                Gil.UNKNOWN, f"slot array at {where} holds an unknown slot id {slot_id}"
+            )
+        seen.append(slot_id)
+        if slot_id == PY_MOD_GIL:
+            value = mem.read_pointer(at + pointer_size)
+            if value == PY_MOD_GIL_NOT_USED:
+                return SlotFinding(
+                    Gil.NOT_USED,
+                    f"Py_mod_gil = Py_MOD_GIL_NOT_USED (slot {i} at {where})",
+                    slots_at=slots_addr,
+                )
+            if value == PY_MOD_GIL_USED:
+                return SlotFinding(
+                    Gil.USED, f"Py_mod_gil = Py_MOD_GIL_USED (slot {i} at {where})", slots_addr
+                )
+            shown = "not known statically" if value is None else f"{value:#x}"
+            return SlotFinding(Gil.UNKNOWN, f"Py_mod_gil value {shown} (slot {i} at {where})")
+    return SlotFinding(Gil.UNKNOWN, f"slot array at {where} has no terminator")
+
+
+def name_matches(found: str | None, module: str) -> bool:
+    if found is None:
+        return False
+    short = module.rsplit(".", 1)[-1]
+    return found in (module, short) or found.endswith("." + short)
+
+
+def choose_layout(
+    mem: Readable, def_addr: int, pointer_size: int, module: str, free_threaded: bool | None
+) -> tuple[Layout, str | None] | None:
+    """The layout under which `def_addr` looks like a PyModuleDef for `module`.
+
+    The build kind decides which layout comes first; the module name at m_name confirms
+    it. Without a matching name the build kind alone decides, and an unknown build kind
+    with no matching name is no answer.
+    """
+    options = layouts(pointer_size)
+    order = (
+        [options["free-threaded"], options["GIL"]]
+        if free_threaded is not False
+        else [options["GIL"], options["free-threaded"]]
+    )
+    for layout in order:
+        name_ptr = mem.read_pointer(def_addr + layout.m_name)
+        name = mem.read_cstring(name_ptr) if name_ptr else None
+        if name_matches(name, module):
+            return layout, name
+    if free_threaded is not None:
+        return order[0], None
+    return None
