@@ -31,35 +31,52 @@ Value = int | bytes | None  # int: a known 64-bit value; bytes: a vector registe
 
 MAX_STEPS = 40_000  # instructions over all paths of one export
 MAX_PATHS = 400
-MAX_VISITS = 6  # per path and address: bounds loops
+MAX_VISITS = 12  # per path and address: bounds loops
+LOOP_EXIT_AFTER = 6  # a branch back into code this path ran that often takes the exit
+MAX_GLOBAL_VISITS = 8  # distinct memory states that may run one address
 MAX_DEPTH = 6  # nested calls into the binary's own functions
 MASK64 = (1 << 64) - 1
 _UNKNOWN_BYTE = -1
+_STACK_LOW = STACK_BASE - (1 << 32)
 
 
 class Memory:
-    """Bytes written by the walked code, over the image's own (relocated) contents."""
+    """Bytes written by the walked code, over the image's own (relocated) contents.
 
-    __slots__ = ("bytes_", "image")
+    `signature` is an order-independent hash of everything written outside the stack: two
+    paths at the same address with the same signature can only differ in registers and
+    stack, so the walk keeps one of them.
+    """
 
-    def __init__(self, image: Image, bytes_: dict[int, int] | None = None) -> None:
+    __slots__ = ("bytes_", "image", "signature")
+
+    def __init__(self, image: Image, bytes_: dict[int, int] | None = None, signature: int = 0):
         self.image = image
         self.bytes_: dict[int, int] = bytes_ if bytes_ is not None else {}
+        self.signature = signature
 
     def copy(self) -> Memory:
-        return Memory(self.image, dict(self.bytes_))
+        return Memory(self.image, dict(self.bytes_), self.signature)
+
+    def _put(self, addr: int, byte: int) -> None:
+        if addr < _STACK_LOW:
+            old = self.bytes_.get(addr)
+            if old is not None:
+                self.signature ^= hash((addr, old))
+            self.signature ^= hash((addr, byte))
+        self.bytes_[addr] = byte
 
     def write(self, addr: int, size: int, value: Value) -> None:
         if isinstance(value, int):
             raw = (value & ((1 << (8 * size)) - 1)).to_bytes(size, self._order())
             for i, b in enumerate(raw):
-                self.bytes_[addr + i] = b
+                self._put(addr + i, b)
         elif isinstance(value, bytes):
             for i in range(size):
-                self.bytes_[addr + i] = value[i] if i < len(value) else 0
+                self._put(addr + i, value[i] if i < len(value) else 0)
         else:
             for i in range(size):
-                self.bytes_[addr + i] = _UNKNOWN_BYTE
+                self._put(addr + i, _UNKNOWN_BYTE)
 
     def clobber(self, addr: int, size: int) -> None:
         self.write(addr, size, None)
@@ -153,11 +170,24 @@ class _State:
     pc: int
     regs: dict[str, Value]
     mem: Memory
-    frames: list[int]
+    # Per activation: return address and the caller's loop counters, restored on return.
+    frames: list[tuple[int, dict[int, int]]]
     visits: dict[int, int]
 
     def fork(self, pc: int) -> _State:
-        return _State(pc, dict(self.regs), self.mem.copy(), list(self.frames), dict(self.visits))
+        frames = [(ret, dict(v)) for ret, v in self.frames]
+        return _State(pc, dict(self.regs), self.mem.copy(), frames, dict(self.visits))
+
+    def enter(self, ret: int, target: int) -> None:
+        self.frames.append((ret, self.visits))
+        self.visits = {}
+        self.pc = target
+
+    def leave(self) -> None:
+        self.pc, self.visits = self.frames.pop()
+
+    def context(self) -> tuple[int, ...]:
+        return (self.pc, *(ret for ret, _ in self.frames))
 
 
 EventHook = Callable[[Event], None]
@@ -210,6 +240,7 @@ class _Machine:
     def run(self, entry: int) -> Walk:
         result = Walk()
         start = _State(entry, {self.sp: STACK_BASE}, Memory(self.image), [], {})
+        self._global: dict[tuple[int, ...], set[int]] = {}
         todo = [start]
         while todo:
             if result.paths >= MAX_PATHS or result.steps >= MAX_STEPS:
@@ -224,6 +255,13 @@ class _Machine:
             seen = state.visits.get(state.pc, 0)
             if seen >= MAX_VISITS:
                 return
+            if seen == 0:
+                # Join points: a path arriving where another already was, with the same
+                # memory outside the stack, cannot find anything the other did not.
+                sigs = self._global.setdefault(state.context(), set())
+                if state.mem.signature in sigs or len(sigs) >= MAX_GLOBAL_VISITS:
+                    return
+                sigs.add(state.mem.signature)
             state.visits[state.pc] = seen + 1
             name = self.image.import_at(state.pc)
             if name is not None:  # reached an import by a jump (a tail call)
@@ -262,9 +300,8 @@ class _Machine:
                 state.pc = ret
                 return
             if self.image.is_code(target) and len(state.frames) < MAX_DEPTH:
-                state.frames.append(ret)
                 self.push_return(state, ret)
-                state.pc = target
+                state.enter(ret, target)
                 return
         self._clobber(state)
         state.pc = ret
@@ -291,6 +328,19 @@ class _Machine:
         self._stubs[target] = found
         return found
 
+    def branch(self, state: _State, target: Value, fallthrough: int, todo: list[_State]) -> None:
+        """A conditional branch: follow the fall-through, queue the other side.
+
+        A side this path has already run many times is a loop's back edge: leave it."""
+        back = isinstance(target, int) and state.visits.get(target, 0) >= LOOP_EXIT_AFTER
+        ahead = state.visits.get(fallthrough, 0) >= LOOP_EXIT_AFTER
+        if isinstance(target, int) and not back:
+            if ahead:
+                state.pc = target
+                return
+            todo.append(state.fork(target))
+        state.pc = fallthrough
+
     def jump(self, state: _State, target: Value, result: Walk) -> bool:
         """An unconditional jump; False when the path ends."""
         if not isinstance(target, int):
@@ -312,7 +362,7 @@ class _Machine:
                     Event(None, (_as_int(state.regs.get(self.ret_reg)),), state.mem.copy(), 0)
                 )
             return False
-        state.pc = state.frames.pop()
+        state.leave()
         self.pop_return(state)
         return True
 
@@ -537,10 +587,7 @@ class _X86(_Machine):
         if iid in (X.X86_INS_RET, X.X86_INS_RETF):
             return self._return(state, result)
         if capstone.CS_GRP_JUMP in insn.groups:  # a conditional branch: walk both sides
-            target = self.get(state, insn, ops[0]) if ops else None
-            if isinstance(target, int):
-                todo.append(state.fork(target))
-            state.pc = nxt
+            self.branch(state, self.get(state, insn, ops[0]) if ops else None, nxt, todo)
             return True
         if iid in (X.X86_INS_HLT, X.X86_INS_INT3, X.X86_INS_UD2):
             return False
@@ -783,15 +830,10 @@ class _Arm64(_Machine):
         if iid == A.ARM64_INS_BR:
             return self.jump(state, self.reg_get(state, insn, ops[0].reg), result)
         if iid == A.ARM64_INS_RET:
-            if state.frames:
-                state.pc = state.frames.pop()
-                return True
             return self._return(state, result)
         if iid in (A.ARM64_INS_B, A.ARM64_INS_CBZ, A.ARM64_INS_CBNZ, A.ARM64_INS_TBZ,
                    A.ARM64_INS_TBNZ):  # fmt: skip
-            target = ops[-1].imm
-            todo.append(state.fork(int(target)))
-            state.pc = nxt
+            self.branch(state, int(ops[-1].imm), nxt, todo)
             return True
         state.pc = nxt
         if iid in (A.ARM64_INS_ADRP, A.ARM64_INS_ADR):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable
 
 from elftools.common.exceptions import ELFError, ELFParseError, ELFRelocationError
 from elftools.elf.dynamic import DynamicSegment
@@ -94,13 +95,13 @@ def _load(data: bytes) -> Image:
     dynamic: DynamicSegment | None = None
     for seg in elf.iter_segments():
         if seg["p_type"] == "PT_LOAD":
-            if seg["p_filesz"] > len(data) or seg["p_offset"] + seg["p_filesz"] > len(data):
+            if seg["p_offset"] + seg["p_filesz"] > len(data):
                 raise BinaryFormatError("truncated ELF file: a segment lies past its end")
             image.segments.append(
                 Segment(
                     vaddr=seg["p_vaddr"],
                     memsz=seg["p_memsz"],
-                    data=seg.data(),
+                    data=data[seg["p_offset"] : seg["p_offset"] + seg["p_filesz"]],
                     executable=bool(seg["p_flags"] & 1),
                 )
             )
@@ -108,57 +109,117 @@ def _load(data: bytes) -> Image:
             dynamic = seg
     if dynamic is None:
         raise BinaryFormatError("not a shared object: no dynamic segment")
-    for section in elf.iter_sections():
-        if section["sh_flags"] & 2 and section["sh_addr"]:  # SHF_ALLOC
-            image.sections.append((section.name, section["sh_addr"], section["sh_size"]))
-
-    symbols = list(dynamic.iter_symbols())
-    for sym in symbols:
-        if not sym.name:
+    if elf.num_sections() < 4096:
+        for section in elf.iter_sections():
+            if section["sh_flags"] & 2 and section["sh_addr"]:  # SHF_ALLOC
+                image.sections.append((section.name, section["sh_addr"], section["sh_size"]))
+    tags: dict[str, int] = {}
+    for tag in dynamic.iter_tags():
+        tags.setdefault(tag.entry.d_tag, tag.entry.d_val)
+    symbols = _symbols(image, tags, dynamic.num_symbols())
+    for name, defined, exported, _value in symbols:
+        if not name:
             continue
-        if sym["st_shndx"] == "SHN_UNDEF":
-            image.imports.add(sym.name)
-        elif sym["st_info"]["type"] in ("STT_FUNC", "STT_GNU_IFUNC") and sym["st_info"][
-            "bind"
-        ] in ("STB_GLOBAL", "STB_WEAK"):
-            image.exports[sym.name] = sym["st_value"]
-    _apply_relocations(image, dynamic, symbols)
+        if not defined:
+            image.imports.add(name)
+        elif exported:
+            image.exports[name] = _value
+    image.finish = lambda: _guarded(lambda: _apply_relocations(image, tags, symbols))
     return image
 
 
-def _apply_relocations(image: Image, dynamic: DynamicSegment, symbols: list[object]) -> None:
+def _guarded(work: Callable[[], None]) -> None:
+    try:
+        work()
+    except _PARSE_ERRORS as exc:
+        raise BinaryFormatError(f"corrupt ELF file ({exc.__class__.__name__}: {exc})") from exc
+
+
+# (name, defined, exported function, value)
+_Symbol = tuple[str, bool, bool, int]
+
+
+def _table(image: Image, addr: int | None, size: int | None) -> bytes:
+    if not addr or not size:
+        return b""
+    raw = image.read(addr, size)
+    if raw is None:
+        raise BinaryFormatError(f"dynamic table at {addr:#x} lies outside the image")
+    return raw
+
+
+def _symbols(image: Image, tags: dict[str, int], count: int) -> list[_Symbol]:
+    """The dynamic symbol table, parsed with struct: pyelftools is too slow for 10k+."""
+    order = "<" if image.little_endian else ">"
+    wide = image.pointer_size == 8
+    entsize = tags.get("DT_SYMENT", 24 if wide else 16)
+    if count < 0 or count > 10_000_000 or entsize < (24 if wide else 16):
+        raise BinaryFormatError("implausible dynamic symbol table")
+    raw = _table(image, tags.get("DT_SYMTAB"), count * entsize)
+    strtab = _table(image, tags.get("DT_STRTAB"), tags.get("DT_STRSZ"))
+    out: list[_Symbol] = []
+    fmt = struct.Struct(order + ("IBBHQQ" if wide else "IIIBBH"))
+    for i in range(count):
+        fields = fmt.unpack_from(raw, i * entsize)
+        if wide:
+            name_off, info, _other, shndx, value, _size = fields
+        else:
+            name_off, value, _size, info, _other, shndx = fields
+        end = strtab.find(b"\0", name_off)
+        name = strtab[name_off:end].decode("utf-8", "replace") if end >= 0 else ""
+        bind, kind = info >> 4, info & 0xF
+        out.append((name, shndx != 0, shndx != 0 and kind in (2, 10) and bind in (1, 2), value))
+    return out
+
+
+def _relocation_entries(
+    image: Image, tags: dict[str, int]
+) -> list[tuple[int, int, int, int | None]]:
+    """(offset, type, symbol index, addend or None for REL) from every dynamic table."""
+    order = "<" if image.little_endian else ">"
+    wide = image.pointer_size == 8
+    tables = [
+        (tags.get("DT_RELA"), tags.get("DT_RELASZ"), True),
+        (tags.get("DT_REL"), tags.get("DT_RELSZ"), False),
+        (tags.get("DT_JMPREL"), tags.get("DT_PLTRELSZ"), tags.get("DT_PLTREL") == 7),
+    ]
+    out = []
+    for addr, size, rela in tables:
+        raw = _table(image, addr, size)
+        fmt = struct.Struct(order + ("QQq" if wide else "IIi")[: 3 if rela else 2])
+        for fields in fmt.iter_unpack(raw[: len(raw) - len(raw) % fmt.size]):
+            offset, info = fields[0], fields[1]
+            sym, rtype = (info >> 32, info & 0xFFFFFFFF) if wide else (info >> 8, info & 0xFF)
+            out.append((offset, rtype, sym, fields[2] if rela else None))
+    return out
+
+
+def _apply_relocations(image: Image, tags: dict[str, int], symbols: list[_Symbol]) -> None:
     kinds = _RELOCS.get(image.arch.removesuffix("be"))
     if kinds is None:
         return
     mask = (1 << (8 * image.pointer_size)) - 1
-    for table_name, table in dynamic.get_relocation_tables().items():
-        if table_name == "RELR":
-            continue  # values are in place
-        is_rela = table.is_RELA()
-        for rel in table.iter_relocations():
-            offset = rel["r_offset"]
-            rtype = rel["r_info_type"]
-            if rtype == kinds.relative:
-                if is_rela:
-                    image.relocated[offset] = rel["r_addend"] & mask
-                # REL: the addend is in place, which a plain read returns.
-                continue
-            if rtype in kinds.absolute or rtype in kinds.symbolic:
-                sym = symbols[rel["r_info_sym"]]
-                if is_rela:
-                    addend = rel["r_addend"]
-                elif rtype in kinds.absolute:
-                    addend = image.read_int(offset, image.pointer_size) or 0
-                else:
-                    addend = 0
-                name = getattr(sym, "name", "")
-                if sym["st_shndx"] == "SHN_UNDEF":  # type: ignore[index]
-                    if not name:
-                        image.unresolvable.add(offset)
-                        continue
-                    base = image.import_address(name)
-                else:
-                    base = sym["st_value"]  # type: ignore[index]
-                image.relocated[offset] = (base + addend) & mask
-            elif rtype == kinds.irelative or rtype != 0:
+    for offset, rtype, sym_index, addend in _relocation_entries(image, tags):
+        if rtype == kinds.relative:
+            if addend is not None:
+                image.relocated[offset] = addend & mask
+            # REL: the addend is in place, which a plain read returns.
+        elif rtype in kinds.absolute or rtype in kinds.symbolic:
+            if sym_index >= len(symbols):
                 image.unresolvable.add(offset)
+                continue
+            name, defined, _exported, value = symbols[sym_index]
+            if addend is None:
+                addend = (image.read_int(offset, image.pointer_size) or 0) if (
+                    rtype in kinds.absolute
+                ) else 0
+            if defined:
+                base = value
+            elif name:
+                base = image.import_address(name)
+            else:
+                image.unresolvable.add(offset)
+                continue
+            image.relocated[offset] = (base + addend) & mask
+        elif rtype != 0:
+            image.unresolvable.add(offset)  # IRELATIVE, TLS, COPY: not known statically

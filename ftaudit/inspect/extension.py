@@ -89,6 +89,7 @@ def judge(image: Image, path: str, fmt: BinaryFormat) -> Extension | Library:
         module = module.rsplit(".", 1)[0] + "." + entry_name.split("_", 1)[1] if "." in module else (
             entry_name.split("_", 1)[1]
         )
+    image.ensure_relocated()
     ft = _free_threaded(image, path)
 
     def record(gil: Gil, init: Init, detail: str) -> Extension:

@@ -11,6 +11,7 @@ PyModuleDef_Init" is just a number that the interpreter can recognise at a call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 IMPORT_BASE = 0x7E00_0000_0000_0000
@@ -42,8 +43,16 @@ class Image:
     exports: dict[str, int] = field(default_factory=dict)
     imports: set[str] = field(default_factory=set)
     sections: list[tuple[str, int, int]] = field(default_factory=list)  # name, addr, size
+    # Relocations are applied on demand: a vendored library with no init export never
+    # needs them, and they are most of the cost of reading a large one.
+    finish: Callable[[], None] | None = None
     _import_addr: dict[str, int] = field(default_factory=dict)
     _import_name: dict[int, str] = field(default_factory=dict)
+
+    def ensure_relocated(self) -> None:
+        if self.finish is not None:
+            finish, self.finish = self.finish, None
+            finish()
 
     def import_address(self, name: str) -> int:
         """The fake address that stands for imported symbol `name`."""

@@ -1,0 +1,160 @@
+"""Read an artifact (wheel, installed distribution, single binary) member by member.
+
+Members are read straight out of the zip or off the disk into memory, never extracted
+and never loaded. Zip members are bounded in size and ratio so that a hostile archive
+cannot exhaust memory; a member that cannot be read becomes an `unreadable` entry, which
+makes the package's verdict `unknown` with that reason.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import zipfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+from ftaudit.errors import BinaryFormatError, InputError
+from ftaudit.inspect.extension import binary_format, inspect_binary
+from ftaudit.model import ArtifactFacts, Extension, Library
+
+MAX_MEMBER_BYTES = 512 * 1024 * 1024
+MAX_RATIO = 200  # uncompressed/compressed beyond this (for large members) is a zip bomb
+MAX_MEMBERS = 200_000
+BINARY_SUFFIXES = (".so", ".pyd", ".dylib")
+
+Reader = Callable[[], bytes]
+
+
+def is_binary_candidate(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1].lower()
+    return name.endswith(BINARY_SUFFIXES) or ".so." in name
+
+
+def inspect_members(artifact: str, members: Iterable[tuple[str, Reader]], *,
+                    tags: tuple[str, ...] = (),
+                    classifiers: tuple[str, ...] = ()) -> ArtifactFacts:  # fmt: skip
+    extensions: list[Extension] = []
+    libraries: list[Library] = []
+    unreadable: list[tuple[str, str]] = []
+    for path, read in members:
+        try:
+            data = read()
+        except (OSError, zipfile.BadZipFile, EOFError, InputError) as exc:
+            unreadable.append((path, f"cannot read: {exc}"))
+            continue
+        if binary_format(data[:4]) is None:
+            continue  # a linker script, a text file named .so: not code
+        try:
+            found = inspect_binary(path, data)
+        except BinaryFormatError as exc:
+            unreadable.append((path, str(exc)))
+            continue
+        (extensions if isinstance(found, Extension) else libraries).append(found)  # type: ignore[arg-type]
+    return ArtifactFacts(
+        artifact=artifact,
+        tags=tags,
+        extensions=tuple(sorted(extensions, key=lambda e: e.path)),
+        libraries=tuple(sorted(libraries, key=lambda e: e.path)),
+        unreadable=tuple(unreadable),
+        classifiers=classifiers,
+    )
+
+
+def wheel_tags(filename: str) -> tuple[str, ...]:
+    try:
+        _, _, _, tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return ()
+    return tuple(sorted(str(t) for t in tags))
+
+
+def classifiers_from_metadata(text: str) -> tuple[str, ...]:
+    msg = email.parser.HeaderParser().parsestr(text)
+    return tuple(msg.get_all("Classifier") or ())
+
+
+def inspect_wheel(path: Path, display_name: str | None = None) -> ArtifactFacts:
+    name = display_name or path.name
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise InputError(f"{name}: not a readable wheel ({exc})") from exc
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise InputError(f"{name}: {len(infos)} members is more than a wheel holds")
+        tags = wheel_tags(path.name if display_name is None else display_name)
+        classifiers: tuple[str, ...] = ()
+        wheel_file_tags: list[str] = []
+        for info in infos:
+            parts = info.filename.split("/")
+            if len(parts) == 2 and parts[0].endswith(".dist-info"):
+                if parts[1] == "METADATA":
+                    classifiers = classifiers_from_metadata(_read(zf, info).decode("utf-8", "replace"))
+                elif parts[1] == "WHEEL" and not tags:
+                    text = _read(zf, info).decode("utf-8", "replace")
+                    wheel_file_tags = [
+                        line.split(":", 1)[1].strip()
+                        for line in text.splitlines()
+                        if line.startswith("Tag:")
+                    ]
+        members = [
+            (info.filename, _reader(zf, info))
+            for info in infos
+            if not info.is_dir() and is_binary_candidate(info.filename)
+        ]
+        return inspect_members(
+            name, members, tags=tags or tuple(sorted(wheel_file_tags)), classifiers=classifiers
+        )
+
+
+def _reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Reader:
+    return lambda: _read(zf, info)
+
+
+def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise InputError(f"member of {info.file_size} bytes is larger than ftaudit reads")
+    if info.file_size > 16 * 1024 * 1024 and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        raise InputError("member compresses more than any real binary: refusing a zip bomb")
+    try:
+        with zf.open(info) as fh:
+            data = fh.read(info.file_size + 1)
+    except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, ValueError) as exc:
+        raise InputError(f"corrupt member ({exc})") from exc
+    if len(data) != info.file_size:
+        raise InputError("member size does not match the zip directory")
+    return data
+
+
+def inspect_file(path: Path) -> ArtifactFacts:
+    """One binary on its own (an .so, .pyd or .dylib)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror or exc}") from exc
+    if binary_format(data[:4]) is None:
+        raise InputError(f"{path}: not an ELF, Mach-O or PE binary, nor a wheel")
+    return inspect_members(path.name, [(path.name, lambda: data)])
+
+
+def inspect_installed(artifact: str, root: Path, files: Iterable[str],
+                      classifiers: tuple[str, ...] = (),
+                      tags: tuple[str, ...] = ()) -> ArtifactFacts:  # fmt: skip
+    """An installed distribution: the binaries its RECORD lists, relative to `root`."""
+    members = [
+        (rel, _file_reader(root / rel)) for rel in files if is_binary_candidate(rel)
+    ]
+    return inspect_members(artifact, members, tags=tags, classifiers=classifiers)
+
+
+def _file_reader(path: Path) -> Reader:
+    def read() -> bytes:
+        size = path.stat().st_size
+        if size > MAX_MEMBER_BYTES:
+            raise InputError(f"{size} bytes is larger than ftaudit reads")
+        return path.read_bytes()
+
+    return read
