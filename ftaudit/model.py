@@ -127,6 +127,40 @@ class Dependency:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Environment:
+    """An installed Python environment, as its interpreter describes itself."""
+
+    executable: str | None
+    prefix: str
+    version: tuple[int, int, int]
+    free_threaded: bool
+    platform: str  # ftaudit platform name, e.g. linux-x86_64
+    site_dirs: tuple[str, ...]
+    kind: str  # venv, conda, system
+    marker_env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def short_version(self) -> str:
+        return f"{self.version[0]}.{self.version[1]}{'t' if self.free_threaded else ''}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Installed:
+    """One installed distribution: what its metadata says, where its files are."""
+
+    name: str  # canonical
+    display_name: str
+    version: str
+    site_dir: str
+    files: tuple[str, ...]  # RECORD paths, relative to site_dir
+    requires: tuple[str, ...]
+    classifiers: tuple[str, ...]
+    wheel_tags: tuple[str, ...]  # from the dist-info WHEEL file ('' when absent)
+    installer: str = ""
+    requires_python: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Source:
     kind: str
     path: str

@@ -38,6 +38,7 @@ MAX_DEPTH = 6  # nested calls into the binary's own functions
 MASK64 = (1 << 64) - 1
 _UNKNOWN_BYTE = -1
 _STACK_LOW = STACK_BASE - (1 << 32)
+_SENTINEL = 0x7D00_0000_0000_0000
 
 
 class Memory:
@@ -314,11 +315,17 @@ class _Machine:
             return self._stubs[target]
         found = None
         if self.image.is_code(target):
-            state = _State(target, {self.sp: STACK_BASE}, Memory(self.image), [], {})
+            # Sentinels in the argument registers: a real stub passes them on untouched;
+            # a wrapper that adjusts an argument (PyO3's `add rdi, 16; jmp ...`) does not
+            # and must be walked as a function.
+            sentinels = {r: _SENTINEL + i for i, r in enumerate((self.sp, *self.arg_regs))}
+            state = _State(target, dict(sentinels), Memory(self.image), [], {})
             scratch, todo = Walk(), []
-            for _ in range(6):
-                found = self.image.import_at(state.pc)
-                if found is not None:
+            for _ in range(7):
+                name = self.image.import_at(state.pc)
+                if name is not None:
+                    if all(state.regs.get(r) == v for r, v in sentinels.items()):
+                        found = name
                     break
                 insn = self.decode(state.pc)
                 if insn is None or capstone.CS_GRP_CALL in insn.groups:

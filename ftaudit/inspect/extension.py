@@ -53,6 +53,8 @@ def module_name(path: str) -> str:
     if len(parts) > 2 and parts[0].endswith(".data") and parts[1] in ("purelib", "platlib"):
         parts = parts[2:]
     stem = parts[-1].split(".", 1)[0]
+    if stem == "__init__" and len(parts) > 1:  # a compiled package: pkg/__init__.so is pkg
+        return ".".join(parts[:-1])
     return ".".join([*parts[:-1], stem])
 
 
@@ -85,10 +87,9 @@ def judge(image: Image, path: str, fmt: BinaryFormat) -> Extension | Library:
     entry_name, kind = _find_export(image, short)
     if entry_name is None:
         return Library(path=path, why="no PyInit_ or PyModExport_ export")
-    if entry_name.split("_", 1)[1] != short:
-        module = module.rsplit(".", 1)[0] + "." + entry_name.split("_", 1)[1] if "." in module else (
-            entry_name.split("_", 1)[1]
-        )
+    declared = entry_name.split("_", 1)[1]
+    if declared != short:  # the one init export names the module, not the file name
+        module = ".".join([*module.split(".")[:-1], declared])
     image.ensure_relocated()
     ft = _free_threaded(image, path)
 
@@ -250,12 +251,12 @@ def _read_def(
     image: Image, mem: code.Memory, def_addr: int, module: str, ft: bool | None
 ) -> slots.SlotFinding:
     where = image.where(def_addr)
-    chosen = slots.choose_layout(mem, def_addr, image.pointer_size, module, ft)
-    if chosen is None:
+    layout, name = slots.choose_layout(mem, def_addr, image.pointer_size, module, ft)
+    if layout is None:
+        shown = f"m_name is {name!r}" if name else "m_name is not a string"
         return slots.SlotFinding(
-            Gil.UNKNOWN, f"PyModuleDef at {where}: neither layout names the module"
+            Gil.UNKNOWN, f"the definition passed at {where} does not name {module} ({shown})"
         )
-    layout, _name = chosen
     slots_ptr = mem.read_pointer(def_addr + layout.m_slots)
     if slots_ptr is None:
         return slots.SlotFinding(

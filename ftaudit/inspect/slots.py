@@ -100,12 +100,13 @@ def name_matches(found: str | None, module: str) -> bool:
 
 def choose_layout(
     mem: Readable, def_addr: int, pointer_size: int, module: str, free_threaded: bool | None
-) -> tuple[Layout, str | None] | None:
-    """The layout under which `def_addr` looks like a PyModuleDef for `module`.
+) -> tuple[Layout | None, str | None]:
+    """The layout under which `def_addr` is a PyModuleDef naming `module`.
 
-    The build kind decides which layout comes first; the module name at m_name confirms
-    it. Without a matching name the build kind alone decides, and an unknown build kind
-    with no matching name is no answer.
+    The build kind decides which layout is tried first; m_name must then hold the module's
+    name. A definition that names no module under either layout is not trusted: the
+    address may not be a PyModuleDef at all. Returns the layout (or None) and, for the
+    error message, the name found under the preferred layout.
     """
     options = layouts(pointer_size)
     order = (
@@ -113,11 +114,12 @@ def choose_layout(
         if free_threaded is not False
         else [options["GIL"], options["free-threaded"]]
     )
+    first_name = None
     for layout in order:
         name_ptr = mem.read_pointer(def_addr + layout.m_name)
         name = mem.read_cstring(name_ptr) if name_ptr else None
         if name_matches(name, module):
             return layout, name
-    if free_threaded is not None:
-        return order[0], None
-    return None
+        if layout is order[0]:
+            first_name = name
+    return None, first_name

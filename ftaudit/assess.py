@@ -1,0 +1,171 @@
+"""From facts to verdicts: pure functions, no I/O.
+
+`judge_artifact` says what one artifact means for a target (ready, gil or unknown);
+`assess` weighs the installed version's artifact against the newer and older releases the
+scan looked at, and gives the package's status for that target with its reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ftaudit.model import ArtifactFacts, Evidence, Extension, Gil, Status, Target, Verdict
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Judgement:
+    status: Status  # READY, GIL or UNKNOWN
+    evidence: Evidence
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Candidate:
+    """One release as the scan found it for a target."""
+
+    version: str
+    artifact: str | None = None  # the wheel (or installed files) the target would use
+    judgement: Judgement | None = None  # None: no wheel for the target in this release
+    sdist: bool = False  # the release has an sdist the target could build
+
+
+def _names(exts: list[Extension], limit: int = 3) -> str:
+    shown = ", ".join(e.module for e in exts[:limit])
+    return shown + (f" and {len(exts) - limit} more" if len(exts) > limit else "")
+
+
+def judge_artifact(
+    facts: ArtifactFacts, *, inspected: bool = True, has_binaries: bool = True
+) -> Judgement:
+    """What an artifact's extension modules mean for a free-threaded interpreter.
+
+    With `inspected` False (``--no-inspect``) only the artifact's existence is known: the
+    verdict says so through its evidence, ``tags``.
+    """
+    if not inspected:
+        if not has_binaries:
+            return Judgement(status=Status.READY, evidence=Evidence.TAGS,
+                             reason="pure Python (not inspected)")  # fmt: skip
+        return Judgement(
+            status=Status.READY,
+            evidence=Evidence.TAGS,
+            reason=f"{facts.artifact} is built for the target; extensions not inspected",
+        )
+    if facts.unreadable:
+        path, why = facts.unreadable[0]
+        more = f" (and {len(facts.unreadable) - 1} more)" if len(facts.unreadable) > 1 else ""
+        return Judgement(status=Status.UNKNOWN, evidence=Evidence.INSPECTED,
+                         reason=f"{path}: {why}{more}")  # fmt: skip
+    exts = list(facts.extensions)
+    if not exts:
+        if facts.libraries:
+            return Judgement(
+                status=Status.READY,
+                evidence=Evidence.INSPECTED,
+                reason=f"no extension modules; {len(facts.libraries)} shared libraries "
+                "(not extension modules, loaded without touching the GIL)",
+            )
+        return Judgement(status=Status.READY, evidence=Evidence.PURE, reason="pure Python")
+    used = [e for e in exts if e.gil is Gil.USED]
+    undeclared = [e for e in exts if e.gil is Gil.UNDECLARED]
+    if used or undeclared:
+        parts = []
+        if used:
+            parts.append(f"{_names(used)} declare{'s' if len(used) == 1 else ''} Py_MOD_GIL_USED")
+        if undeclared:
+            parts.append(
+                f"{_names(undeclared)} {'does' if len(undeclared) == 1 else 'do'} not declare "
+                "Py_mod_gil"
+            )
+        return Judgement(status=Status.GIL, evidence=Evidence.INSPECTED,
+                         reason="; ".join(parts) + ": importing re-enables the GIL")  # fmt: skip
+    unknown = [e for e in exts if e.gil is Gil.UNKNOWN]
+    if unknown:
+        return Judgement(status=Status.UNKNOWN, evidence=Evidence.INSPECTED,
+                         reason=f"{unknown[0].module}: {unknown[0].detail}")  # fmt: skip
+    gil_builds = [e for e in exts if e.free_threaded_build is False]
+    if gil_builds:
+        return Judgement(
+            status=Status.UNKNOWN,
+            evidence=Evidence.INSPECTED,
+            reason=f"{_names(gil_builds)} built for a GIL interpreter: will not load",
+        )
+    n = len(exts)
+    return Judgement(
+        status=Status.READY,
+        evidence=Evidence.INSPECTED,
+        reason=f"{'all ' if n > 1 else ''}{n} extension module{'s' if n > 1 else ''} "
+        "declare Py_MOD_GIL_NOT_USED",
+    )
+
+
+def assess(
+    target: Target,
+    platform: str,
+    current: Candidate,
+    *,
+    newer: Candidate | None = None,
+    older: Candidate | None = None,
+    build_from: Candidate | None = None,
+    lookup_error: str | None = None,
+) -> Verdict:
+    """The status of one package for one target and platform.
+
+    `current` is the version in use; `newer`/`older` the closest later/earlier releases
+    with a wheel for the target (when the scan looked); `build_from` the newest release
+    with an sdist, when no wheel fits; `lookup_error` why the index could not be asked.
+    """
+    where = f"{target.name} on {platform}"
+
+    def verdict(status: Status, evidence: Evidence | None, reason: str,
+                artifact: str | None = None, use: str | None = None) -> Verdict:  # fmt: skip
+        return Verdict(target=target, platform=platform, status=status, evidence=evidence,
+                       reason=reason, artifact=artifact, use_version=use)  # fmt: skip
+
+    cur = current.judgement
+    if cur is not None and cur.status is Status.READY:
+        return verdict(Status.READY, cur.evidence, cur.reason, current.artifact)
+    if cur is None and lookup_error is not None:
+        return verdict(Status.UNKNOWN, None, lookup_error)
+
+    now = (
+        f"{current.version} has no wheel for {where}" if cur is None
+        else f"{current.version}: {cur.reason}"
+    )  # fmt: skip
+    if newer is not None and newer.judgement is not None:
+        if newer.judgement.status is Status.READY:
+            return verdict(
+                Status.UPGRADE, newer.judgement.evidence,
+                f"{now}; {newer.version} is ready ({newer.judgement.reason})",
+                newer.artifact, newer.version,
+            )  # fmt: skip
+    if cur is not None:
+        if cur.status is Status.GIL:
+            return verdict(Status.GIL, cur.evidence, cur.reason, current.artifact)
+        return verdict(Status.UNKNOWN, cur.evidence, cur.reason, current.artifact)
+    if older is not None and older.judgement is not None:
+        if older.judgement.status is Status.READY:
+            return verdict(
+                Status.DOWNGRADE, older.judgement.evidence,
+                f"{now}; {older.version} is the newest ready release "
+                f"({older.judgement.reason})",
+                older.artifact, older.version,
+            )  # fmt: skip
+    if current.sdist or build_from is not None:
+        use = None if current.sdist or build_from is None else build_from.version
+        return verdict(
+            Status.BUILD, None,
+            f"{now}, only an sdist{'' if use is None else f' (of {use})'}: "
+            "must be built from source, GIL status unknown until built",
+            None, use,
+        )  # fmt: skip
+    for other in (newer, older):
+        if other is not None and other.judgement is not None:
+            j = other.judgement
+            status = Status.GIL if j.status is Status.GIL else Status.UNKNOWN
+            return verdict(status, j.evidence, f"{now}; {other.version}: {j.reason}",
+                           other.artifact, other.version)  # fmt: skip
+    if lookup_error is not None:
+        return verdict(Status.UNKNOWN, None, f"{now}; {lookup_error}")
+    return verdict(Status.BLOCKED, Evidence.TAGS,
+                   f"{now}, and no release has a wheel or sdist for it")  # fmt: skip

@@ -1,0 +1,355 @@
+"""Command line: parse, wire the stages together, map errors to exit codes. No logic here."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlsplit
+
+from ftaudit import __version__
+from ftaudit.errors import FtauditError, InputError, UsageError
+from ftaudit.model import Status
+
+EPILOG_SCAN = """\
+examples:
+  ftaudit scan                          the project here: its .venv
+  ftaudit scan --python .venv/bin/python --target 3.14t
+  ftaudit scan --env /opt/conda/envs/ml --format json -o report.json
+  ftaudit scan --target 3.13t,3.14t --fail-on gil,blocked,unknown
+
+exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or input error
+"""
+
+EPILOG_INSPECT = """\
+examples:
+  ftaudit inspect numpy-2.4.6-cp313-cp313t-manylinux_2_27_x86_64.whl
+  ftaudit inspect build/lib/mymod.cpython-313t-x86_64-linux-gnu.so --format json
+  ftaudit inspect https://files.example/simple/pkg/pkg-1.0-cp314-cp314t-linux_x86_64.whl
+"""
+
+STATUS_NAMES = ", ".join(s.value for s in Status)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ftaudit",
+        description="Free-threaded Python readiness auditor: which dependencies run without "
+        "the GIL, which turn it back on, which have no build for the free-threaded "
+        "interpreter, and what to do about each.",
+    )
+    parser.add_argument("--version", action="version", version=f"ftaudit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    scan = sub.add_parser(
+        "scan",
+        help="audit a project's dependencies",
+        description="Audit every installed distribution of a project's environment for the "
+        "free-threaded targets.",
+        epilog=EPILOG_SCAN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    scan.add_argument("path", nargs="?", default=".", metavar="PATH",
+                      help="project directory (default: .) or an environment directory")
+    where = scan.add_mutually_exclusive_group()
+    where.add_argument("--python", metavar="PY",
+                       help="scan the environment of this interpreter")
+    where.add_argument("--env", metavar="DIR", type=Path,
+                       help="scan this environment directory (venv or conda)")
+    scan.add_argument("--target", metavar="T[,T]",
+                      help="free-threaded targets, e.g. 3.13t,3.14t or all (default: the "
+                      "free-threaded twin of the scanned interpreter, else every target the "
+                      "project's requires-python allows)")
+    scan.add_argument("--platform", metavar="P[,P]",
+                      help="linux-x86_64, linux-aarch64, macos-arm64, macos-x86_64, "
+                      "windows-amd64 or all (default: this machine's)")
+    scan.add_argument("--index-url", metavar="URL", help="package index (default: pip's)")
+    scan.add_argument("--extra-index-url", metavar="URL", action="append", default=[],
+                      help="additional package index (repeatable)")
+    scan.add_argument("--offline", action="store_true",
+                      help="use only installed files and the cache; never touch the network")
+    scan.add_argument("--cache-dir", metavar="DIR", type=Path, help="cache directory")
+    scan.add_argument("--no-inspect", action="store_true",
+                      help="judge by wheel tags only; do not read binaries")
+    scan.add_argument("--format", choices=["table", "json"], default="table")
+    scan.add_argument("-o", "--output", metavar="FILE", type=Path,
+                      help="write the report here instead of standard output")
+    scan.add_argument("--fail-on", metavar="S[,S]", default="blocked,gil",
+                      help=f"statuses that make the exit code 1 ({STATUS_NAMES}; "
+                      "default: blocked,gil)")
+    scan.add_argument("--jobs", "-j", metavar="N", type=int, default=8,
+                      help="parallel downloads and inspections (default: 8)")
+    _common(scan)
+
+    inspect = sub.add_parser(
+        "inspect",
+        help="show what each extension module in an artifact declares",
+        description="Read every compiled module of a wheel, a single binary or a wheel URL "
+        "(without executing it) and show what it declares about the GIL.",
+        epilog=EPILOG_INSPECT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    inspect.add_argument("artifact", metavar="WHEEL|BINARY|URL")
+    inspect.add_argument("--format", choices=["table", "json"], default="table")
+    inspect.add_argument("-o", "--output", metavar="FILE", type=Path)
+    inspect.add_argument("--cache-dir", metavar="DIR", type=Path)
+    _common(inspect)
+
+    cache = sub.add_parser("cache", help="show or clear the cache")
+    cache.add_argument("action", choices=["info", "clear"])
+    cache.add_argument("--cache-dir", metavar="DIR", type=Path)
+    _common(cache)
+    return parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress; the table lists only packages that are not ready")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="more detail on standard error; tracebacks on errors")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage error or the help
+        return int(exc.code or 0)
+    try:
+        handler: Callable[[argparse.Namespace], int] = {
+            "scan": _scan,
+            "inspect": _inspect,
+            "cache": _cache,
+        }[args.command]
+        return handler(args)
+    except FtauditError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"ftaudit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ftaudit: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _is_tty(stream: TextIO) -> bool:
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def _color(stream: TextIO) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(os.environ.get("FORCE_COLOR")) or _is_tty(stream)
+
+
+def _width() -> int:
+    return max(100, shutil.get_terminal_size((120, 24)).columns)
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{output}: cannot write ({exc.strerror or exc})") from None
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    if not args.quiet:
+        print(f"ftaudit: {message}", file=sys.stderr)
+
+
+def _parse_fail_on(text: str) -> frozenset[Status]:
+    out = set()
+    for item in text.split(","):
+        name = item.strip().lower()
+        if not name or name == "none":
+            continue
+        try:
+            out.add(Status(name))
+        except ValueError:
+            raise UsageError(
+                f"invalid --fail-on status {name!r}: expected some of {STATUS_NAMES}"
+            ) from None
+    return frozenset(out)
+
+
+# --- scan ---------------------------------------------------------------------------------
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from ftaudit.cache import Cache, default_cache_dir
+    from ftaudit.index.http import Http
+    from ftaudit.index.pipconfig import pip_index_config
+    from ftaudit.index.simple import Index
+    from ftaudit.model import Source
+    from ftaudit.report import OutputFormat, render
+    from ftaudit.scan import Scanner, ScanSettings
+    from ftaudit.sources.detect import detect
+    from ftaudit.sources.environment import installed_distributions
+    from ftaudit.sources.graph import dependencies_from_installed
+    from ftaudit.targets import parse_platforms, parse_targets, targets_for_requires_python
+
+    fail_on = _parse_fail_on(args.fail_on)
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    explicit_targets = parse_targets(args.target) if args.target else None
+    found = detect(Path(args.path), python=args.python, env_dir=args.env)
+    env, project = found.environment, found.project
+    if explicit_targets is not None:
+        targets = explicit_targets
+    elif env.version[:2] >= (3, 13):
+        targets = parse_targets(f"{env.version[0]}.{env.version[1]}t")
+    else:
+        targets = targets_for_requires_python(project.requires_python if project else None)
+    platforms = parse_platforms(args.platform) if args.platform else (env.platform,)
+
+    installed = installed_distributions(env)
+    marker_env = dict(env.marker_env)
+    direct = set(project.direct) if project and project.direct else None
+    dependencies = dependencies_from_installed(installed, marker_env, direct)
+    described = (
+        f"{found.label} ({env.kind}, CPython {'.'.join(map(str, env.version))}"
+        f"{', free-threaded' if env.free_threaded else ''})"
+    )
+    _say(args, f"scanning {described}: {len(dependencies)} distributions for "
+               f"{', '.join(t.name for t in targets)} on {', '.join(platforms)}")  # fmt: skip
+
+    cache = Cache(args.cache_dir or default_cache_dir())
+
+    def make_index() -> Index:
+        config = pip_index_config(env.executable, args.index_url, tuple(args.extra_index_url))
+        if args.verbose:
+            print(f"ftaudit: index: {', '.join(config.urls)}", file=sys.stderr)
+        return Index(config.urls, Http(cert=config.cert), cache, offline=args.offline)
+
+    settings = ScanSettings(targets=targets, platforms=platforms, offline=args.offline,
+                            inspect=not args.no_inspect, jobs=args.jobs)  # fmt: skip
+    sources = (Source(kind="environment", path=found.label),)
+    by_name = {d.name: d for d in installed}
+    try:
+        if _is_tty(sys.stderr) and not args.quiet:
+            report = _with_progress(
+                lambda progress: Scanner(settings, cache, make_index, progress).scan(
+                    dependencies, sources, by_name, env
+                )
+            )
+        else:
+            report = Scanner(settings, cache, make_index).scan(dependencies, sources, by_name, env)
+    finally:
+        cache.close()
+    fmt = OutputFormat(args.format)
+    color = args.output is None and _color(sys.stdout)
+    _emit(render(report, fmt, width=_width() if args.output is None else 160, color=color,
+                 only_problems=args.quiet), args.output)  # fmt: skip
+    findings = any(v.status in fail_on for p in report.packages for v in p.verdicts)
+    return 1 if findings else 0
+
+
+def _with_progress(run: Callable[[Callable[[str, int, int], None]], object]) -> object:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    console = Console(file=sys.stderr)
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("checking", total=None)
+
+        def update(name: str, done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total, description=f"checking {name}")
+
+        return run(update)
+
+
+# --- inspect ------------------------------------------------------------------------------
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from ftaudit.inspect.artifact import inspect_file, inspect_wheel
+    from ftaudit.report import json as json_format
+    from ftaudit.report import terminal
+
+    target = str(args.artifact)
+    if urlsplit(target).scheme in ("http", "https", "file"):
+        path = _download_for_inspect(args, target)
+        facts = inspect_wheel(path, Path(urlsplit(target).path).name)
+    else:
+        path = Path(target)
+        if not path.exists():
+            raise InputError(f"{path}: no such file")
+        if path.is_dir():
+            raise InputError(f"{path}: is a directory (give a wheel or a binary)")
+        if path.suffix == ".whl" or path.read_bytes()[:2] == b"PK":
+            facts = inspect_wheel(path)
+        elif path.name.endswith((".tar.gz", ".zip", ".tar.bz2")):
+            raise InputError(f"{path}: an sdist holds no binaries to inspect: build it first")
+        else:
+            facts = inspect_file(path)
+    if args.format == "json":
+        text = json_format.render_inspect(facts)
+    else:
+        color = args.output is None and _color(sys.stdout)
+        text = terminal.render_inspect(facts, width=_width(), color=color)
+    _emit(text, args.output)
+    return 0
+
+
+def _download_for_inspect(args: argparse.Namespace, url: str) -> Path:
+    from ftaudit.cache import Cache, default_cache_dir
+    from ftaudit.index.http import Http
+
+    base, _, fragment = url.partition("#")
+    sha = fragment.split("=", 1)[1] if fragment.startswith("sha256=") else None
+    filename = Path(urlsplit(base).path).name
+    if not filename.endswith(".whl"):
+        raise InputError(f"{url}: not a wheel URL")
+    cache = Cache(args.cache_dir or default_cache_dir())
+    try:
+        key = sha or "url-" + hashlib.sha256(base.encode()).hexdigest()
+        dest = cache.artifact_path(key, filename)
+        if not dest.is_file():
+            _say(args, f"downloading {filename}")
+            Http().download(base, dest, sha)
+        return dest
+    finally:
+        cache.close()
+
+
+# --- cache --------------------------------------------------------------------------------
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from ftaudit.cache import Cache, default_cache_dir
+
+    cache = Cache(args.cache_dir or default_cache_dir())
+    try:
+        if args.action == "clear":
+            cache.clear()
+            print(f"cleared {cache.root}")
+        else:
+            for key, value in cache.info().items():
+                print(f"{key}: {value}")
+    finally:
+        cache.close()
+    return 0

@@ -1,0 +1,112 @@
+"""Which file an installer would pick for a target: pure functions over index listings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from ftaudit.index.simple import IndexFile
+from ftaudit.model import Target
+from ftaudit.targets import best_tag_rank
+
+
+@dataclass(slots=True)
+class Release:
+    version: Version
+    wheels: list[tuple[IndexFile, tuple[str, ...]]] = field(default_factory=list)
+    sdists: list[IndexFile] = field(default_factory=list)
+
+
+def group_releases(project: str, files: Iterable[IndexFile]) -> dict[Version, Release]:
+    """Index files by release; names that are not this project's wheels/sdists are ignored."""
+    name = canonicalize_name(project)
+    out: dict[Version, Release] = {}
+    for f in files:
+        if f.filename.endswith(".whl"):
+            try:
+                wname, version, _build, tags = parse_wheel_filename(f.filename)
+            except (InvalidWheelFilename, InvalidVersion):
+                continue
+            if wname != name:
+                continue
+            out.setdefault(version, Release(version)).wheels.append(
+                (f, tuple(str(t) for t in tags))
+            )
+        elif f.filename.endswith((".tar.gz", ".zip")):
+            try:
+                sname, version = parse_sdist_filename(f.filename)
+            except (InvalidSdistFilename, InvalidVersion):
+                continue
+            if sname == name:
+                out.setdefault(version, Release(version)).sdists.append(f)
+    return out
+
+
+def _python_ok(f: IndexFile, target: Target) -> bool:
+    if not f.requires_python:
+        return True
+    try:
+        return SpecifierSet(f.requires_python).contains(
+            f"{target.major}.{target.minor}.0", prereleases=True
+        )
+    except InvalidSpecifier:
+        return True  # pip ignores an unparsable Requires-Python too
+
+
+def best_wheel(
+    release: Release, target: Target, platform: str, *, allow_yanked: bool = False
+) -> IndexFile | None:
+    """The wheel the target interpreter would install from this release, if any."""
+    best: tuple[int, IndexFile] | None = None
+    for f, tags in release.wheels:
+        if (f.yanked and not allow_yanked) or not _python_ok(f, target):
+            continue
+        rank = best_tag_rank(tags, target, platform)
+        if rank is not None and (best is None or rank < best[0]):
+            best = (rank, f)
+    return best[1] if best else None
+
+
+def sdist(release: Release, target: Target, *, allow_yanked: bool = False) -> IndexFile | None:
+    for f in release.sdists:
+        if (allow_yanked or not f.yanked) and _python_ok(f, target):
+            return f
+    return None
+
+
+def later_releases(
+    releases: dict[Version, Release], version: Version, *, pre: bool
+) -> list[Release]:
+    """Releases after `version`, newest first (pre-releases only if `pre`)."""
+    return sorted(
+        (r for v, r in releases.items() if v > version and (pre or not v.is_prerelease)),
+        key=lambda r: r.version,
+        reverse=True,
+    )
+
+
+def earlier_releases(
+    releases: dict[Version, Release], version: Version, *, pre: bool
+) -> list[Release]:
+    return sorted(
+        (r for v, r in releases.items() if v < version and (pre or not v.is_prerelease)),
+        key=lambda r: r.version,
+        reverse=True,
+    )
+
+
+def parse_version(text: str) -> Version | None:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None

@@ -1,0 +1,83 @@
+"""``--format json``: the ``ftaudit-report/1`` and ``ftaudit-inspect/1`` documents.
+
+Fields may be added to these documents, never renamed or removed: CI pipelines read them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ftaudit.codec import extension_to_dict, library_to_dict
+from ftaudit.model import ArtifactFacts, PackageReport, Report, Verdict, worst
+
+REPORT_SCHEMA = "ftaudit-report/1"
+INSPECT_SCHEMA = "ftaudit-inspect/1"
+
+
+def _verdict(v: Verdict) -> dict[str, Any]:
+    return {
+        "status": v.status.value,
+        "evidence": v.evidence.value if v.evidence else None,
+        "reason": v.reason,
+        "artifact": v.artifact,
+        "use_version": v.use_version,
+        "platform": v.platform,
+    }
+
+
+def _package(pkg: PackageReport, report: Report) -> dict[str, Any]:
+    targets: dict[str, Any] = {}
+    for target in report.targets:
+        verdicts = [v for v in pkg.verdicts if v.target == target]
+        if not verdicts:
+            continue
+        status = worst(v.status for v in verdicts)
+        entry = _verdict(next(v for v in verdicts if v.status is status))
+        if len(report.platforms) > 1:
+            entry["by_platform"] = {v.platform: _verdict(v) for v in verdicts}
+        targets[target.name] = entry
+    dep = pkg.dependency
+    return {
+        "name": dep.name,
+        "display_name": dep.display_name,
+        "version": dep.version,
+        "direct": dep.direct,
+        "required_by": list(dep.required_by),
+        "targets": targets,
+        "extensions": [extension_to_dict(e) for e in pkg.extensions],
+        "libraries": [library_to_dict(lib) for lib in pkg.libraries],
+        "advice": [{"kind": a.kind, "text": a.text} for a in pkg.advice],
+    }
+
+
+def report_document(report: Report) -> dict[str, Any]:
+    return {
+        "schema": REPORT_SCHEMA,
+        "tool": {"name": "ftaudit", "version": report.tool_version},
+        "targets": [t.name for t in report.targets],
+        "platforms": list(report.platforms),
+        "sources": [{"kind": s.kind, "path": s.path} for s in report.sources],
+        "summary": report.summary(),
+        "packages": [_package(p, report) for p in report.packages],
+        "notes": list(report.notes),
+    }
+
+
+def render_report(report: Report) -> str:
+    return json.dumps(report_document(report), indent=2) + "\n"
+
+
+def inspect_document(facts: ArtifactFacts) -> dict[str, Any]:
+    return {
+        "schema": INSPECT_SCHEMA,
+        "artifact": facts.artifact,
+        "tags": list(facts.tags),
+        "extensions": [extension_to_dict(e) for e in facts.extensions],
+        "libraries": [library_to_dict(lib) for lib in facts.libraries],
+        "unreadable": [{"path": p, "why": w} for p, w in facts.unreadable],
+    }
+
+
+def render_inspect(facts: ArtifactFacts) -> str:
+    return json.dumps(inspect_document(facts), indent=2) + "\n"

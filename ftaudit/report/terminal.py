@@ -1,0 +1,138 @@
+"""``--format table``: rich tables for people at a terminal (plain text when not one)."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ftaudit.model import ArtifactFacts, Gil, PackageReport, Report, Status, Verdict, worst
+
+STATUS_STYLE = {
+    Status.READY: "green",
+    Status.GIL: "bold red",
+    Status.UPGRADE: "yellow",
+    Status.DOWNGRADE: "yellow",
+    Status.BUILD: "magenta",
+    Status.BLOCKED: "bold red",
+    Status.UNKNOWN: "dim",
+}
+GIL_STYLE = {
+    Gil.NOT_USED: "green",
+    Gil.USED: "bold red",
+    Gil.UNDECLARED: "red",
+    Gil.UNKNOWN: "dim",
+}
+# What needs a person's attention first.
+ATTENTION = (
+    Status.BLOCKED, Status.GIL, Status.BUILD, Status.DOWNGRADE, Status.UPGRADE,
+    Status.UNKNOWN, Status.READY,
+)  # fmt: skip
+
+
+def _console(width: int, color: bool) -> tuple[Console, io.StringIO]:
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer,
+        width=width,
+        force_terminal=color,
+        no_color=not color,
+        color_system="standard" if color else None,
+        highlight=False,
+        soft_wrap=False,
+    )
+    return console, buffer
+
+
+def _cell(verdicts: list[Verdict]) -> Text:
+    if not verdicts:
+        return Text("-", style="dim")
+    status = worst(v.status for v in verdicts)
+    v = next(x for x in verdicts if x.status is status)
+    label = status.value
+    if v.use_version and status in (Status.UPGRADE, Status.DOWNGRADE, Status.BUILD, Status.GIL):
+        label += f" → {v.use_version}"
+    return Text(label, style=STATUS_STYLE[status])
+
+
+def _sort_key(pkg: PackageReport) -> tuple[int, str]:
+    status = worst(v.status for v in pkg.verdicts)
+    return (ATTENTION.index(status), pkg.dependency.name)
+
+
+def render_report(report: Report, *, width: int = 120, color: bool = False,
+                  only_problems: bool = False) -> str:  # fmt: skip
+    console, buffer = _console(width, color)
+    table = Table(title="Free-threading readiness", title_justify="left", expand=False)
+    table.add_column("Package", no_wrap=True)
+    table.add_column("Version", no_wrap=True)
+    for target in report.targets:
+        table.add_column(target.name, no_wrap=True)
+    table.add_column("Evidence", no_wrap=True)
+    table.add_column("Reason", overflow="ellipsis", no_wrap=True, max_width=max(30, width - 60))
+    hidden = 0
+    for pkg in sorted(report.packages, key=_sort_key):
+        worst_status = worst(v.status for v in pkg.verdicts)
+        if only_problems and worst_status is Status.READY:
+            hidden += 1
+            continue
+        shown = next((v for v in pkg.verdicts if v.status is worst_status), None)
+        name = Text(pkg.dependency.display_name)
+        if not pkg.dependency.direct and pkg.dependency.required_by:
+            name.append(f" ← {pkg.dependency.required_by[0]}", style="dim")
+        table.add_row(
+            name,
+            pkg.dependency.version or "-",
+            *(_cell([v for v in pkg.verdicts if v.target == t]) for t in report.targets),
+            shown.evidence.value if shown and shown.evidence else "-",
+            shown.reason if shown else "",
+        )
+    console.print(table)
+    if hidden:
+        console.print(f"[dim]{hidden} ready packages not shown.[/dim]")
+    summary = report.summary()
+    for target in report.targets:
+        counts = summary[target.name]
+        parts = [
+            Text(f"{counts[s.value]} {s.value}", style=STATUS_STYLE[s])
+            for s in Status
+            if counts[s.value]
+        ]
+        line = Text(f"{target.name}: ", style="bold")
+        for i, part in enumerate(parts):
+            if i:
+                line.append(", ")
+            line.append(part)
+        if not parts:
+            line.append("no packages")
+        console.print(line)
+    for note in report.notes:
+        console.print(f"[dim]note: {note}[/dim]")
+    return buffer.getvalue()
+
+
+def render_inspect(facts: ArtifactFacts, *, width: int = 120, color: bool = False) -> str:
+    console, buffer = _console(width, color)
+    title = facts.artifact + (f"  [{', '.join(facts.tags[:3])}{' ...' if len(facts.tags) > 3 else ''}]"
+                              if facts.tags else "")  # fmt: skip
+    table = Table(title=title, title_justify="left")
+    table.add_column("Module", no_wrap=True)
+    table.add_column("GIL", no_wrap=True)
+    table.add_column("Init", no_wrap=True)
+    table.add_column("FT build", no_wrap=True)
+    table.add_column("Evidence", overflow="fold")
+    for e in facts.extensions:
+        ft = {True: "yes", False: "no", None: "?"}[e.free_threaded_build]
+        table.add_row(e.module, Text(e.gil.value, style=GIL_STYLE[e.gil]), e.init.value, ft,
+                      e.detail)  # fmt: skip
+    if facts.extensions:
+        console.print(table)
+    else:
+        console.print(f"{facts.artifact}: no extension modules")
+    for lib in facts.libraries:
+        console.print(f"[dim]library (not judged):[/dim] {lib.path} [dim]— {lib.why}[/dim]")
+    for path, why in facts.unreadable:
+        console.print(f"[red]unreadable:[/red] {path} — {why}")
+    return buffer.getvalue()

@@ -1,0 +1,78 @@
+"""Who pulls in what, from the Requires-Dist of installed distributions."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from ftaudit.model import Dependency, Installed
+
+_EXTRA = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
+
+
+def _applies(req: Requirement, env: Mapping[str, str]) -> bool:
+    if req.marker is None:
+        return True
+    extras = [""] + _EXTRA.findall(str(req.marker))
+    for extra in extras:
+        try:
+            # An extra's requirement counts when its package is installed: the extra was
+            # evidently asked for. Installed-ness is checked by the caller.
+            if req.marker.evaluate({**env, "extra": extra}):
+                return True
+        except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
+            return True  # a marker we cannot evaluate: keep the edge rather than drop it
+    return False
+
+
+def edges(installed: Iterable[Installed], env: Mapping[str, str]) -> dict[str, set[str]]:
+    """parent -> children among the installed distributions."""
+    dists = {d.name: d for d in installed}
+    out: dict[str, set[str]] = {name: set() for name in dists}
+    for dist in dists.values():
+        for line in dist.requires:
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                continue
+            child = canonicalize_name(req.name)
+            if child in dists and child != dist.name and _applies(req, env):
+                out[dist.name].add(child)
+    return out
+
+
+def dependencies_from_installed(
+    installed: Iterable[Installed],
+    env: Mapping[str, str],
+    direct_names: set[str] | None = None,
+) -> list[Dependency]:
+    """One Dependency per installed distribution, with who requires it.
+
+    Without `direct_names` (no project file to say what is asked for directly), a
+    distribution nothing else requires counts as direct.
+    """
+    dists = list(installed)
+    graph = edges(dists, env)
+    parents: dict[str, list[str]] = {d.name: [] for d in dists}
+    for parent, children in graph.items():
+        for child in children:
+            parents[child].append(parent)
+    out = []
+    for d in dists:
+        required_by = tuple(sorted(parents[d.name]))
+        direct = d.name in direct_names if direct_names is not None else not required_by
+        out.append(
+            Dependency(
+                name=d.name,
+                display_name=d.display_name,
+                version=d.version,
+                direct=direct,
+                required_by=required_by,
+                installed_path=d.site_dir,
+            )
+        )
+    return out

@@ -1,0 +1,149 @@
+"""Targets (free-threaded interpreters) and platforms, and the wheel tags each accepts.
+
+The tag lists are the ones an installer on that interpreter and platform would accept,
+best first (packaging's own generators), so choosing a wheel is "lowest index wins".
+"""
+
+from __future__ import annotations
+
+import platform as _platform
+import sys
+from collections.abc import Sequence
+from functools import cache
+
+from packaging import tags
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+from ftaudit.errors import UsageError
+from ftaudit.model import Target
+
+KNOWN_TARGETS = (Target(major=3, minor=13), Target(major=3, minor=14), Target(major=3, minor=15))
+PLATFORMS = ("linux-x86_64", "linux-aarch64", "macos-arm64", "macos-x86_64", "windows-amd64")
+# Newest glibc and macOS versions a wheel may name; older ones follow down to the oldest.
+_NEWEST_GLIBC_MINOR = 42
+_NEWEST_MACOS = (26, 0)
+
+
+def parse_target(text: str) -> Target:
+    raw = text.strip().lower()
+    body = raw.removeprefix("cp").removesuffix("t")
+    if "." not in body and len(body) >= 3:
+        body = body[0] + "." + body[1:]
+    try:
+        major_s, minor_s = body.split(".")
+        target = Target(major=int(major_s), minor=int(minor_s))
+    except ValueError:
+        raise UsageError(
+            f"invalid target {text!r}: expected a version like 3.14t"
+        ) from None
+    if target.version < (3, 13):
+        raise UsageError(f"invalid target {text!r}: free-threaded CPython starts at 3.13t")
+    return target
+
+
+def parse_targets(text: str | Sequence[str]) -> tuple[Target, ...]:
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out: list[Target] = []
+    for item in items:
+        if item.strip().lower() == "all":
+            out.extend(KNOWN_TARGETS)
+        elif item.strip():
+            out.append(parse_target(item))
+    if not out:
+        raise UsageError("no target given: expected e.g. --target 3.13t,3.14t")
+    return tuple(sorted(set(out), key=lambda t: t.version))
+
+
+def targets_for_requires_python(requires_python: str | None) -> tuple[Target, ...]:
+    if not requires_python:
+        return KNOWN_TARGETS
+    try:
+        spec = SpecifierSet(requires_python)
+    except InvalidSpecifier:
+        return KNOWN_TARGETS
+    allowed = tuple(t for t in KNOWN_TARGETS if spec.contains(f"{t.major}.{t.minor}.0", prereleases=True))
+    return allowed or KNOWN_TARGETS
+
+
+def this_platform() -> str:
+    machine = _platform.machine().lower()
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    if sys.platform.startswith("linux"):
+        return f"linux-{arch}"
+    if sys.platform == "darwin":
+        return "macos-arm64" if arch in ("arm64", "aarch64") else "macos-x86_64"
+    if sys.platform == "win32":
+        return "windows-arm64" if arch == "aarch64" else "windows-amd64"
+    return f"{sys.platform}-{arch}"
+
+
+def parse_platforms(text: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for item in text.split(","):
+        name = item.strip().lower()
+        if not name:
+            continue
+        if name == "all":
+            out.extend(PLATFORMS)
+        elif name in ("this", "native"):
+            out.append(this_platform())
+        elif name in (*PLATFORMS, "windows-arm64", "linux-i686"):
+            out.append(name)
+        else:
+            raise UsageError(
+                f"invalid platform {name!r}: expected one of {', '.join(PLATFORMS)} or all"
+            )
+    return tuple(dict.fromkeys(out))
+
+
+@cache
+def platform_tags(platform: str) -> tuple[str, ...]:
+    """Platform tags for a platform name, best first."""
+    if platform == this_platform() and sys.platform.startswith("linux"):
+        # The running machine's own glibc decides which manylinux tags it accepts.
+        return tuple(tags.platform_tags())
+    os_name, _, arch = platform.partition("-")
+    if os_name == "linux":
+        out = [f"linux_{arch}"]
+        for minor in range(_NEWEST_GLIBC_MINOR, 4, -1):
+            out.append(f"manylinux_2_{minor}_{arch}")
+            legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}.get(minor)
+            if legacy and (minor != 12 or arch in ("x86_64", "i686")):
+                out.append(f"{legacy}_{arch}")
+        return tuple(out)
+    if os_name == "macos":
+        return tuple(tags.mac_platforms(_NEWEST_MACOS, "arm64" if arch == "arm64" else "x86_64"))
+    if os_name == "windows":
+        return ("win_arm64",) if arch == "arm64" else ("win_amd64",)
+    raise UsageError(f"unknown platform {platform!r}")
+
+
+@cache
+def supported_tags(target: Target, platform: str) -> tuple[str, ...]:
+    """Every wheel tag the free-threaded interpreter `target` installs on `platform`."""
+    plats = list(platform_tags(platform))
+    version = target.version
+    found = [
+        *tags.cpython_tags(version, abis=[target.abi], platforms=plats),
+        *tags.compatible_tags(version, interpreter=f"cp{target.major}{target.minor}", platforms=plats),
+    ]
+    return tuple(dict.fromkeys(str(t) for t in found))
+
+
+@cache
+def tag_priority(target: Target, platform: str) -> dict[str, int]:
+    return {tag: i for i, tag in enumerate(supported_tags(target, platform))}
+
+
+def best_tag_rank(wheel_tags: Sequence[str], target: Target, platform: str) -> int | None:
+    """The rank of a wheel's best tag for the target (lower is better); None if none fit."""
+    ranks = tag_priority(target, platform)
+    found = [ranks[t] for t in wheel_tags if t in ranks]
+    return min(found) if found else None
+
+
+def stable_abi_note(wheel_tags: Sequence[str], target: Target) -> str | None:
+    """Why an abi3 wheel does not count for a free-threaded target, when that is the case."""
+    if any("-abi3-" in t for t in wheel_tags) and not any("-abi3t-" in t for t in wheel_tags):
+        return f"abi3 wheels do not load on free-threaded {target.name}; abi3t (3.15+) does"
+    return None
