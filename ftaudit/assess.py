@@ -65,6 +65,10 @@ def judge_artifact(
                 reason=f"no extension modules; {len(facts.libraries)} shared libraries "
                 "(not extension modules, loaded without touching the GIL)",
             )
+        if any(not t.endswith("-any") for t in facts.tags):
+            # e.g. a bundled executable (ruff, uv): compiled, but never imported.
+            return Judgement(status=Status.READY, evidence=Evidence.INSPECTED,
+                             reason="no extension modules in a platform-specific wheel")  # fmt: skip
         return Judgement(status=Status.READY, evidence=Evidence.PURE, reason="pure Python")
     used = [e for e in exts if e.gil is Gil.USED]
     undeclared = [e for e in exts if e.gil is Gil.UNDECLARED]

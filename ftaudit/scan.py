@@ -19,6 +19,7 @@ from typing import TypeVar
 from packaging.version import Version
 
 from ftaudit import __version__
+from ftaudit.inspect import READER_REVISION
 from ftaudit.assess import Candidate, Judgement, assess, judge_artifact
 from ftaudit.cache import Cache
 from ftaudit.codec import facts_from_dict, facts_to_dict
@@ -47,6 +48,7 @@ from ftaudit.model import (
 from ftaudit.targets import supported_tags
 
 T = TypeVar("T")
+_FACTS_KEY = f"{__version__}+r{READER_REVISION}"
 Progress = Callable[[str, int, int], None]
 
 
@@ -291,13 +293,13 @@ class Scanner:
 
     def _wheel_facts(self, wheel: IndexFile) -> ArtifactFacts:
         if wheel.sha256:
-            cached = self.cache.facts(wheel.sha256, __version__)
+            cached = self.cache.facts(wheel.sha256, _FACTS_KEY)
             if cached is not None:
                 return facts_from_dict(json.loads(cached))
         path = self._download(wheel)
         facts = inspect_wheel(path, wheel.filename)
         if wheel.sha256:
-            self.cache.store_facts(wheel.sha256, __version__, json.dumps(facts_to_dict(facts)))
+            self.cache.store_facts(wheel.sha256, _FACTS_KEY, json.dumps(facts_to_dict(facts)))
         return facts
 
     def _download(self, wheel: IndexFile) -> Path:

@@ -65,13 +65,13 @@ def _sort_key(pkg: PackageReport) -> tuple[int, str]:
 def render_report(report: Report, *, width: int = 120, color: bool = False,
                   only_problems: bool = False) -> str:  # fmt: skip
     console, buffer = _console(width, color)
-    table = Table(title="Free-threading readiness", title_justify="left", expand=False)
-    table.add_column("Package", no_wrap=True)
+    table = Table(title="Free-threading readiness", title_justify="left", expand=True)
+    table.add_column("Package", overflow="fold")
     table.add_column("Version", no_wrap=True)
     for target in report.targets:
         table.add_column(target.name, no_wrap=True)
     table.add_column("Evidence", no_wrap=True)
-    table.add_column("Reason", overflow="ellipsis", no_wrap=True, max_width=max(30, width - 60))
+    table.add_column("Reason", overflow="fold", ratio=1)
     hidden = 0
     for pkg in sorted(report.packages, key=_sort_key):
         worst_status = worst(v.status for v in pkg.verdicts)
@@ -81,7 +81,9 @@ def render_report(report: Report, *, width: int = 120, color: bool = False,
         shown = next((v for v in pkg.verdicts if v.status is worst_status), None)
         name = Text(pkg.dependency.display_name)
         if not pkg.dependency.direct and pkg.dependency.required_by:
-            name.append(f" ← {pkg.dependency.required_by[0]}", style="dim")
+            parents = pkg.dependency.required_by
+            more = f" +{len(parents) - 1}" if len(parents) > 1 else ""
+            name.append(f"\n← {parents[0]}{more}", style="dim")
         table.add_row(
             name,
             pkg.dependency.version or "-",

@@ -1,0 +1,153 @@
+"""A real package index on 127.0.0.1: PEP 691 JSON and PEP 503 HTML, files, ETags, Range.
+
+Serves every wheel and sdist in a directory; the project a file belongs to comes from its
+name. Tests start it with `IndexServer(directory)` as a context manager.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+
+
+def _project_of(filename: str) -> str | None:
+    try:
+        if filename.endswith(".whl"):
+            return str(parse_wheel_filename(filename)[0])
+        return str(parse_sdist_filename(filename)[0])
+    except Exception:  # noqa: BLE001 - a stray file in the directory is simply not served
+        return None
+
+
+class IndexServer:
+    def __init__(self, directory: Path, *, html_only: bool = False,
+                 yanked: frozenset[str] = frozenset(),
+                 requires_python: dict[str, str] | None = None,
+                 corrupt_hash: frozenset[str] = frozenset()) -> None:  # fmt: skip
+        self.directory = directory
+        self.html_only = html_only
+        self.yanked = yanked
+        self.requires_python = requires_python or {}
+        self.corrupt_hash = corrupt_hash
+        self.requests: list[str] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/simple/"
+
+    def __enter__(self) -> IndexServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def files(self, project: str) -> list[Path]:
+        name = canonicalize_name(project)
+        return sorted(
+            p for p in self.directory.iterdir()
+            if p.is_file() and _project_of(p.name) == name
+        )  # fmt: skip
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                server.requests.append(self.path)
+                m = re.fullmatch(r"/simple/([^/]+)/", self.path)
+                if m:
+                    return self._project(m.group(1))
+                m = re.fullmatch(r"/files/([^/]+)", self.path)
+                if m:
+                    return self._file(m.group(1))
+                self.send_error(404)
+                return None
+
+            def _project(self, name: str) -> None:
+                files = server.files(name)
+                if not files:
+                    self.send_error(404)
+                    return
+                entries = []
+                for p in files:
+                    data = p.read_bytes()
+                    sha = hashlib.sha256(data).hexdigest()
+                    if p.name in server.corrupt_hash:
+                        sha = "0" * 64
+                    entries.append({
+                        "filename": p.name,
+                        "url": f"../../files/{p.name}",
+                        "hashes": {"sha256": sha},
+                        "requires-python": server.requires_python.get(p.name),
+                        "yanked": p.name in server.yanked,
+                        "size": len(data),
+                    })  # fmt: skip
+                wants_json = "vnd.pypi.simple.v1+json" in (self.headers.get("Accept") or "")
+                if wants_json and not server.html_only:
+                    body = json.dumps({"meta": {"api-version": "1.1"}, "name": name,
+                                       "files": entries}).encode()  # fmt: skip
+                    ctype = "application/vnd.pypi.simple.v1+json"
+                else:
+                    links = []
+                    for e in entries:
+                        attrs = f' href="{e["url"]}#sha256={e["hashes"]["sha256"]}"'
+                        if e["requires-python"]:
+                            rp = str(e["requires-python"]).replace("<", "&lt;").replace(">", "&gt;")
+                            attrs += f' data-requires-python="{rp}"'
+                        if e["yanked"]:
+                            attrs += ' data-yanked=""'
+                        links.append(f"<a{attrs}>{e['filename']}</a><br/>")
+                    body = ("<!DOCTYPE html><html><body>" + "".join(links) +
+                            "</body></html>").encode()  # fmt: skip
+                    ctype = "text/html"
+                etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+                if self.headers.get("If-None-Match") == etag:
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("ETag", etag)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _file(self, filename: str) -> None:
+                path = server.directory / filename
+                if not path.is_file():
+                    self.send_error(404)
+                    return
+                data = path.read_bytes()
+                rng = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
+                if rng:
+                    start = int(rng.group(1))
+                    end = int(rng.group(2)) if rng.group(2) else len(data) - 1
+                    chunk = data[start : end + 1]
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                else:
+                    chunk = data
+                    self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(len(chunk)))
+                self.end_headers()
+                self.wfile.write(chunk)
+
+        return Handler
