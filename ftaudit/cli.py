@@ -222,7 +222,10 @@ def _scan(args: argparse.Namespace) -> int:
 
     installed = installed_distributions(env)
     marker_env = dict(env.marker_env)
-    direct = set(project.direct) if project and project.direct else None
+    installed_names = {d.name for d in installed}
+    # The project's declared dependencies say what is direct, when they describe this
+    # environment at all (a --python pointing elsewhere may have nothing in common).
+    direct = set(project.direct) if project and project.direct & installed_names else None
     dependencies = dependencies_from_installed(installed, marker_env, direct)
     described = (
         f"{found.label} ({env.kind}, CPython {'.'.join(map(str, env.version))}"

@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import urllib3
 
@@ -94,7 +94,9 @@ class Http:
             body=body,
             content_type=resp.headers.get("Content-Type", ""),
             etag=resp.headers.get("ETag"),
-            url=resp.geturl() or url,
+            # after a redirect relative links resolve against the final URL; urllib3 may
+            # report it as a bare path, which is resolved against the one asked for.
+            url=urljoin(url, resp.geturl() or url),
         )
 
     def _get_file(self, url: str) -> Response:

@@ -1,0 +1,72 @@
+"""Real wheels from the package index: generators we did not write."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ftaudit.cli import main
+from ftaudit.inspect.artifact import inspect_wheel
+from ftaudit.model import Gil, Init
+from tests.helpers import toolchain
+
+DATA = Path(__file__).parent / "data" / "wheels"
+MARKUPSAFE = DATA / "markupsafe-3.0.3-cp313-cp313t-manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64.whl"
+BITARRAY = DATA / "bitarray-3.8.0-cp314-cp314t-manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64.whl"
+TREE_SITTER = DATA / "tree_sitter_json-0.24.8-cp39-abi3-manylinux_2_5_x86_64.manylinux1_x86_64.manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+
+
+def test_markupsafe_inspect_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(MARKUPSAFE), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "ftaudit-inspect/1"
+    assert doc["artifact"] == MARKUPSAFE.name
+    assert "cp313-cp313t-manylinux_2_17_x86_64" in doc["tags"]
+    assert [(e["module"], e["gil"], e["init"], e["format"], e["free_threaded_build"])
+            for e in doc["extensions"]] == [
+        ("markupsafe._speedups", "not_used", "multi-phase", "elf", True)
+    ]  # fmt: skip
+    assert doc["libraries"] == []
+
+
+def test_bitarray_single_phase_modules() -> None:
+    facts = inspect_wheel(BITARRAY)
+    assert [(e.module, e.gil, e.init) for e in facts.extensions] == [
+        ("bitarray._bitarray", Gil.NOT_USED, Init.SINGLE_PHASE),
+        ("bitarray._util", Gil.NOT_USED, Init.SINGLE_PHASE),
+    ]
+    assert all("PyUnstable_Module_SetGIL" in e.detail for e in facts.extensions)
+
+
+def test_abi3_wheel_declares_nothing_and_is_no_ft_build() -> None:
+    facts = inspect_wheel(TREE_SITTER)
+    (ext,) = facts.extensions
+    assert ext.gil is Gil.UNDECLARED
+    assert ext.free_threaded_build is False
+
+
+@pytest.mark.ft
+def test_markupsafe_agrees_with_the_interpreter(ft_python: str, tmp_path: Path) -> None:
+    venv = toolchain.make_venv(ft_python, tmp_path / "venv")
+    toolchain.pip_install(venv, MARKUPSAFE)
+    assert toolchain.gil_enabled_after_import(str(venv), "markupsafe._speedups") is False
+
+
+@pytest.mark.online
+def test_numpy_2_4_6_cp313t_all_modules_not_used(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """Opt-in (FTAUDIT_ONLINE=1): 19 extension modules, all declare not used."""
+    import subprocess
+
+    subprocess.run(
+        ["pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.13",
+         "--abi", "cp313t", "--platform", "manylinux_2_28_x86_64", "-d", str(tmp_path),
+         "numpy==2.4.6"], check=True, capture_output=True,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("numpy-2.4.6-*.whl")
+    assert main(["inspect", str(wheel), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["extensions"]) == 19
+    assert {e["gil"] for e in doc["extensions"]} == {"not_used"}
