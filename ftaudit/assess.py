@@ -44,8 +44,9 @@ def judge_artifact(
     """
     if not inspected:
         if not has_binaries:
-            return Judgement(status=Status.READY, evidence=Evidence.TAGS,
-                             reason="pure Python (not inspected)")  # fmt: skip
+            return Judgement(
+                status=Status.READY, evidence=Evidence.TAGS, reason="pure Python (not inspected)"
+            )
         return Judgement(
             status=Status.READY,
             evidence=Evidence.TAGS,
@@ -54,8 +55,9 @@ def judge_artifact(
     if facts.unreadable:
         path, why = facts.unreadable[0]
         more = f" (and {len(facts.unreadable) - 1} more)" if len(facts.unreadable) > 1 else ""
-        return Judgement(status=Status.UNKNOWN, evidence=Evidence.INSPECTED,
-                         reason=f"{path}: {why}{more}")  # fmt: skip
+        return Judgement(
+            status=Status.UNKNOWN, evidence=Evidence.INSPECTED, reason=f"{path}: {why}{more}"
+        )
     exts = list(facts.extensions)
     if not exts:
         if facts.libraries:
@@ -67,8 +69,11 @@ def judge_artifact(
             )
         if any(not t.endswith("-any") for t in facts.tags):
             # e.g. a bundled executable (ruff, uv): compiled, but never imported.
-            return Judgement(status=Status.READY, evidence=Evidence.INSPECTED,
-                             reason="no extension modules in a platform-specific wheel")  # fmt: skip
+            return Judgement(
+                status=Status.READY,
+                evidence=Evidence.INSPECTED,
+                reason="no extension modules in a platform-specific wheel",
+            )
         return Judgement(status=Status.READY, evidence=Evidence.PURE, reason="pure Python")
     used = [e for e in exts if e.gil is Gil.USED]
     undeclared = [e for e in exts if e.gil is Gil.UNDECLARED]
@@ -81,12 +86,18 @@ def judge_artifact(
                 f"{_names(undeclared)} {'does' if len(undeclared) == 1 else 'do'} not declare "
                 "Py_mod_gil"
             )
-        return Judgement(status=Status.GIL, evidence=Evidence.INSPECTED,
-                         reason="; ".join(parts) + ": importing re-enables the GIL")  # fmt: skip
+        return Judgement(
+            status=Status.GIL,
+            evidence=Evidence.INSPECTED,
+            reason="; ".join(parts) + ": importing re-enables the GIL",
+        )
     unknown = [e for e in exts if e.gil is Gil.UNKNOWN]
     if unknown:
-        return Judgement(status=Status.UNKNOWN, evidence=Evidence.INSPECTED,
-                         reason=f"{unknown[0].module}: {unknown[0].detail}")  # fmt: skip
+        return Judgement(
+            status=Status.UNKNOWN,
+            evidence=Evidence.INSPECTED,
+            reason=f"{unknown[0].module}: {unknown[0].detail}",
+        )
     gil_builds = [e for e in exts if e.free_threaded_build is False]
     if gil_builds:
         return Judgement(
@@ -101,6 +112,10 @@ def judge_artifact(
         reason=f"{'all ' if n > 1 else ''}{n} extension module{'s' if n > 1 else ''} "
         "declare Py_MOD_GIL_NOT_USED",
     )
+
+
+def _ready(candidate: Candidate) -> bool:
+    return candidate.judgement is not None and candidate.judgement.status is Status.READY
 
 
 def assess(
@@ -121,10 +136,22 @@ def assess(
     """
     where = f"{target.name} on {platform}"
 
-    def verdict(status: Status, evidence: Evidence | None, reason: str,
-                artifact: str | None = None, use: str | None = None) -> Verdict:  # fmt: skip
-        return Verdict(target=target, platform=platform, status=status, evidence=evidence,
-                       reason=reason, artifact=artifact, use_version=use)  # fmt: skip
+    def verdict(
+        status: Status,
+        evidence: Evidence | None,
+        reason: str,
+        artifact: str | None = None,
+        use: str | None = None,
+    ) -> Verdict:
+        return Verdict(
+            target=target,
+            platform=platform,
+            status=status,
+            evidence=evidence,
+            reason=reason,
+            artifact=artifact,
+            use_version=use,
+        )
 
     cur = current.judgement
     if cur is not None and cur.status is Status.READY:
@@ -133,43 +160,53 @@ def assess(
         return verdict(Status.UNKNOWN, None, lookup_error)
 
     now = (
-        f"{current.version} has no wheel for {where}" if cur is None
+        f"{current.version} has no wheel for {where}"
+        if cur is None
         else f"{current.version}: {cur.reason}"
-    )  # fmt: skip
-    if newer is not None and newer.judgement is not None:
-        if newer.judgement.status is Status.READY:
-            return verdict(
-                Status.UPGRADE, newer.judgement.evidence,
-                f"{now}; {newer.version} is ready ({newer.judgement.reason})",
-                newer.artifact, newer.version,
-            )  # fmt: skip
+    )
+    if newer is not None and newer.judgement is not None and _ready(newer):
+        return verdict(
+            Status.UPGRADE,
+            newer.judgement.evidence,
+            f"{now}; {newer.version} is ready ({newer.judgement.reason})",
+            newer.artifact,
+            newer.version,
+        )
     if cur is not None:
         if cur.status is Status.GIL:
             return verdict(Status.GIL, cur.evidence, cur.reason, current.artifact)
         return verdict(Status.UNKNOWN, cur.evidence, cur.reason, current.artifact)
-    if older is not None and older.judgement is not None:
-        if older.judgement.status is Status.READY:
-            return verdict(
-                Status.DOWNGRADE, older.judgement.evidence,
-                f"{now}; {older.version} is the newest ready release "
-                f"({older.judgement.reason})",
-                older.artifact, older.version,
-            )  # fmt: skip
+    if older is not None and older.judgement is not None and _ready(older):
+        return verdict(
+            Status.DOWNGRADE,
+            older.judgement.evidence,
+            f"{now}; {older.version} is the newest ready release ({older.judgement.reason})",
+            older.artifact,
+            older.version,
+        )
     if current.sdist or build_from is not None:
         use = None if current.sdist or build_from is None else build_from.version
         return verdict(
-            Status.BUILD, None,
+            Status.BUILD,
+            None,
             f"{now}, only an sdist{'' if use is None else f' (of {use})'}: "
             "must be built from source, GIL status unknown until built",
-            None, use,
-        )  # fmt: skip
+            None,
+            use,
+        )
     for other in (newer, older):
         if other is not None and other.judgement is not None:
             j = other.judgement
             status = Status.GIL if j.status is Status.GIL else Status.UNKNOWN
-            return verdict(status, j.evidence, f"{now}; {other.version}: {j.reason}",
-                           other.artifact, other.version)  # fmt: skip
+            return verdict(
+                status,
+                j.evidence,
+                f"{now}; {other.version}: {j.reason}",
+                other.artifact,
+                other.version,
+            )
     if lookup_error is not None:
         return verdict(Status.UNKNOWN, None, f"{now}; {lookup_error}")
-    return verdict(Status.BLOCKED, Evidence.TAGS,
-                   f"{now}, and no release has a wheel or sdist for it")  # fmt: skip
+    return verdict(
+        Status.BLOCKED, Evidence.TAGS, f"{now}, and no release has a wheel or sdist for it"
+    )

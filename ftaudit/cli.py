@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from ftaudit import __version__
 from ftaudit.errors import FtauditError, InputError, UsageError
-from ftaudit.model import Status
+from ftaudit.model import Report, Status
 
 EPILOG_SCAN = """\
 examples:
@@ -55,36 +55,70 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG_SCAN,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    scan.add_argument("path", nargs="?", default=".", metavar="PATH",
-                      help="project directory (default: .) or an environment directory")
+    scan.add_argument(
+        "path",
+        nargs="?",
+        default=".",
+        metavar="PATH",
+        help="project directory (default: .) or an environment directory",
+    )
     where = scan.add_mutually_exclusive_group()
-    where.add_argument("--python", metavar="PY",
-                       help="scan the environment of this interpreter")
-    where.add_argument("--env", metavar="DIR", type=Path,
-                       help="scan this environment directory (venv or conda)")
-    scan.add_argument("--target", metavar="T[,T]",
-                      help="free-threaded targets, e.g. 3.13t,3.14t or all (default: the "
-                      "free-threaded twin of the scanned interpreter, else every target the "
-                      "project's requires-python allows)")
-    scan.add_argument("--platform", metavar="P[,P]",
-                      help="linux-x86_64, linux-aarch64, macos-arm64, macos-x86_64, "
-                      "windows-amd64 or all (default: this machine's)")
+    where.add_argument("--python", metavar="PY", help="scan the environment of this interpreter")
+    where.add_argument(
+        "--env", metavar="DIR", type=Path, help="scan this environment directory (venv or conda)"
+    )
+    scan.add_argument(
+        "--target",
+        metavar="T[,T]",
+        help="free-threaded targets, e.g. 3.13t,3.14t or all (default: the "
+        "free-threaded twin of the scanned interpreter, else every target the "
+        "project's requires-python allows)",
+    )
+    scan.add_argument(
+        "--platform",
+        metavar="P[,P]",
+        help="linux-x86_64, linux-aarch64, macos-arm64, macos-x86_64, "
+        "windows-amd64 or all (default: this machine's)",
+    )
     scan.add_argument("--index-url", metavar="URL", help="package index (default: pip's)")
-    scan.add_argument("--extra-index-url", metavar="URL", action="append", default=[],
-                      help="additional package index (repeatable)")
-    scan.add_argument("--offline", action="store_true",
-                      help="use only installed files and the cache; never touch the network")
+    scan.add_argument(
+        "--extra-index-url",
+        metavar="URL",
+        action="append",
+        default=[],
+        help="additional package index (repeatable)",
+    )
+    scan.add_argument(
+        "--offline",
+        action="store_true",
+        help="use only installed files and the cache; never touch the network",
+    )
     scan.add_argument("--cache-dir", metavar="DIR", type=Path, help="cache directory")
-    scan.add_argument("--no-inspect", action="store_true",
-                      help="judge by wheel tags only; do not read binaries")
+    scan.add_argument(
+        "--no-inspect", action="store_true", help="judge by wheel tags only; do not read binaries"
+    )
     scan.add_argument("--format", choices=["table", "json"], default="table")
-    scan.add_argument("-o", "--output", metavar="FILE", type=Path,
-                      help="write the report here instead of standard output")
-    scan.add_argument("--fail-on", metavar="S[,S]", default="blocked,gil",
-                      help=f"statuses that make the exit code 1 ({STATUS_NAMES}; "
-                      "default: blocked,gil)")
-    scan.add_argument("--jobs", "-j", metavar="N", type=int, default=8,
-                      help="parallel downloads and inspections (default: 8)")
+    scan.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        type=Path,
+        help="write the report here instead of standard output",
+    )
+    scan.add_argument(
+        "--fail-on",
+        metavar="S[,S]",
+        default="blocked,gil",
+        help=f"statuses that make the exit code 1 ({STATUS_NAMES}; default: blocked,gil)",
+    )
+    scan.add_argument(
+        "--jobs",
+        "-j",
+        metavar="N",
+        type=int,
+        default=8,
+        help="parallel downloads and inspections (default: 8)",
+    )
     _common(scan)
 
     inspect = sub.add_parser(
@@ -109,10 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-q", "--quiet", action="store_true",
-                   help="no progress; the table lists only packages that are not ready")
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="more detail on standard error; tracebacks on errors")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress; the table lists only packages that are not ready",
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="more detail on standard error; tracebacks on errors",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,8 +273,11 @@ def _scan(args: argparse.Namespace) -> int:
         f"{found.label} ({env.kind}, CPython {'.'.join(map(str, env.version))}"
         f"{', free-threaded' if env.free_threaded else ''})"
     )
-    _say(args, f"scanning {described}: {len(dependencies)} distributions for "
-               f"{', '.join(t.name for t in targets)} on {', '.join(platforms)}")  # fmt: skip
+    _say(
+        args,
+        f"scanning {described}: {len(dependencies)} distributions for "
+        f"{', '.join(t.name for t in targets)} on {', '.join(platforms)}",
+    )
 
     cache = Cache(args.cache_dir or default_cache_dir())
 
@@ -242,8 +287,13 @@ def _scan(args: argparse.Namespace) -> int:
             print(f"ftaudit: index: {', '.join(config.urls)}", file=sys.stderr)
         return Index(config.urls, Http(cert=config.cert), cache, offline=args.offline)
 
-    settings = ScanSettings(targets=targets, platforms=platforms, offline=args.offline,
-                            inspect=not args.no_inspect, jobs=args.jobs)  # fmt: skip
+    settings = ScanSettings(
+        targets=targets,
+        platforms=platforms,
+        offline=args.offline,
+        inspect=not args.no_inspect,
+        jobs=args.jobs,
+    )
     sources = (Source(kind="environment", path=found.label),)
     by_name = {d.name: d for d in installed}
     try:
@@ -259,13 +309,21 @@ def _scan(args: argparse.Namespace) -> int:
         cache.close()
     fmt = OutputFormat(args.format)
     color = args.output is None and _color(sys.stdout)
-    _emit(render(report, fmt, width=_width() if args.output is None else 160, color=color,
-                 only_problems=args.quiet), args.output)  # fmt: skip
+    _emit(
+        render(
+            report,
+            fmt,
+            width=_width() if args.output is None else 160,
+            color=color,
+            only_problems=args.quiet,
+        ),
+        args.output,
+    )
     findings = any(v.status in fail_on for p in report.packages for v in p.verdicts)
     return 1 if findings else 0
 
 
-def _with_progress(run: Callable[[Callable[[str, int, int], None]], object]) -> object:
+def _with_progress(run: Callable[[Callable[[str, int, int], None]], Report]) -> Report:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 

@@ -17,7 +17,7 @@ class InputError(FtauditError):
     """An input file, environment or artifact that cannot be read."""
 
 
-class IndexError_(FtauditError):
+class PackageIndexError(FtauditError):
     """The package index could not be reached or answered nonsense."""
 
 

@@ -19,13 +19,13 @@ from typing import TypeVar
 from packaging.version import Version
 
 from ftaudit import __version__
-from ftaudit.inspect import READER_REVISION
 from ftaudit.assess import Candidate, Judgement, assess, judge_artifact
 from ftaudit.cache import Cache
 from ftaudit.codec import facts_from_dict, facts_to_dict
-from ftaudit.errors import FtauditError, IndexError_, InputError
+from ftaudit.errors import FtauditError, InputError, PackageIndexError
 from ftaudit.index import select
 from ftaudit.index.simple import Index, IndexFile, NotOnIndex, Offline
+from ftaudit.inspect import READER_REVISION
 from ftaudit.inspect.artifact import (
     inspect_installed,
     inspect_wheel,
@@ -141,7 +141,7 @@ class Scanner:
             results = list(pool.map(run, jobs))
 
         by_dep: dict[str, list[tuple[Verdict, ArtifactFacts | None]]] = {}
-        for (dep, _t, _p), result in zip(jobs, results):
+        for (dep, _t, _p), result in zip(jobs, results, strict=True):
             by_dep.setdefault(dep.name, []).append(result)
         packages = []
         for dep in dependencies:
@@ -203,7 +203,7 @@ class Scanner:
             if current is not None:
                 return assess(target, platform, current), facts
             return self._unknown(target, platform, str(exc)), facts
-        except (IndexError_, InputError) as exc:
+        except (PackageIndexError, InputError) as exc:
             if current is not None:
                 return assess(target, platform, current, lookup_error=str(exc)), facts
             return self._unknown(target, platform, f"index lookup failed: {exc}"), facts
@@ -219,7 +219,9 @@ class Scanner:
                 wheel = select.best_wheel(release, target, platform, allow_yanked=True)
                 if wheel is not None:
                     facts, judgement = self._judge_file(wheel)
-                    current = Candidate(version=version, artifact=wheel.filename, judgement=judgement)
+                    current = Candidate(
+                        version=version, artifact=wheel.filename, judgement=judgement
+                    )
                     if judgement.status is Status.READY:
                         return assess(target, platform, current), facts
                 else:
@@ -228,13 +230,16 @@ class Scanner:
 
         pre = parsed is not None and parsed.is_prerelease
         base = parsed if parsed is not None else Version("0")
-        newer = self._first_with_wheel(select.later_releases(releases, base, pre=pre),
-                                       target, platform)  # fmt: skip
+        newer = self._first_with_wheel(
+            select.later_releases(releases, base, pre=pre), target, platform
+        )
         older = None
         build_from = None
         if current.judgement is None:
-            newer_ready = newer is not None and newer.judgement is not None and (
-                newer.judgement.status is Status.READY
+            newer_ready = (
+                newer is not None
+                and newer.judgement is not None
+                and (newer.judgement.status is Status.READY)
             )
             if not newer_ready:
                 older = self._first_with_wheel(
@@ -245,8 +250,15 @@ class Scanner:
                     if select.sdist(rel, target) is not None:
                         build_from = Candidate(version=str(rel.version), sdist=True)
                         break
-        verdict = assess(target, platform, current, newer=newer, older=older,
-                         build_from=build_from, lookup_error=lookup_error)  # fmt: skip
+        verdict = assess(
+            target,
+            platform,
+            current,
+            newer=newer,
+            older=older,
+            build_from=build_from,
+            lookup_error=lookup_error,
+        )
         return verdict, facts
 
     def _first_with_wheel(
@@ -256,13 +268,15 @@ class Scanner:
             wheel = select.best_wheel(rel, target, platform)
             if wheel is not None:
                 _facts, judgement = self._judge_file(wheel)
-                return Candidate(version=str(rel.version), artifact=wheel.filename,
-                                 judgement=judgement)  # fmt: skip
+                return Candidate(
+                    version=str(rel.version), artifact=wheel.filename, judgement=judgement
+                )
         return None
 
     def _unknown(self, target: Target, platform: str, reason: str) -> Verdict:
-        return Verdict(target=target, platform=platform, status=Status.UNKNOWN, evidence=None,
-                       reason=reason)  # fmt: skip
+        return Verdict(
+            target=target, platform=platform, status=Status.UNKNOWN, evidence=None, reason=reason
+        )
 
     # --- reading artifacts, once each ---------------------------------------------------
 
@@ -271,10 +285,16 @@ class Scanner:
 
         def compute() -> ArtifactFacts:
             if not self.settings.inspect:
-                return ArtifactFacts(artifact=name, tags=inst.wheel_tags,
-                                     classifiers=inst.classifiers)  # fmt: skip
-            return inspect_installed(name, Path(inst.site_dir), inst.files,
-                                     classifiers=inst.classifiers, tags=inst.wheel_tags)  # fmt: skip
+                return ArtifactFacts(
+                    artifact=name, tags=inst.wheel_tags, classifiers=inst.classifiers
+                )
+            return inspect_installed(
+                name,
+                Path(inst.site_dir),
+                inst.files,
+                classifiers=inst.classifiers,
+                tags=inst.wheel_tags,
+            )
 
         return self._once.get(("installed", inst.name, inst.site_dir), compute)
 
@@ -287,8 +307,11 @@ class Scanner:
         try:
             facts = self._once.get(("wheel", wheel.url), lambda: self._wheel_facts(wheel))
         except FtauditError as exc:
-            return None, Judgement(status=Status.UNKNOWN, evidence=Evidence.INSPECTED,
-                                   reason=f"{wheel.filename}: {exc}")  # fmt: skip
+            return None, Judgement(
+                status=Status.UNKNOWN,
+                evidence=Evidence.INSPECTED,
+                reason=f"{wheel.filename}: {exc}",
+            )
         return facts, judge_artifact(facts)
 
     def _wheel_facts(self, wheel: IndexFile) -> ArtifactFacts:

@@ -33,9 +33,7 @@ def parse_target(text: str) -> Target:
         major_s, minor_s = body.split(".")
         target = Target(major=int(major_s), minor=int(minor_s))
     except ValueError:
-        raise UsageError(
-            f"invalid target {text!r}: expected a version like 3.14t"
-        ) from None
+        raise UsageError(f"invalid target {text!r}: expected a version like 3.14t") from None
     if target.version < (3, 13):
         raise UsageError(f"invalid target {text!r}: free-threaded CPython starts at 3.13t")
     return target
@@ -61,7 +59,9 @@ def targets_for_requires_python(requires_python: str | None) -> tuple[Target, ..
         spec = SpecifierSet(requires_python)
     except InvalidSpecifier:
         return KNOWN_TARGETS
-    allowed = tuple(t for t in KNOWN_TARGETS if spec.contains(f"{t.major}.{t.minor}.0", prereleases=True))
+    allowed = tuple(
+        t for t in KNOWN_TARGETS if spec.contains(f"{t.major}.{t.minor}.0", prereleases=True)
+    )
     return allowed or KNOWN_TARGETS
 
 
@@ -125,7 +125,9 @@ def supported_tags(target: Target, platform: str) -> tuple[str, ...]:
     version = target.version
     found = [
         *tags.cpython_tags(version, abis=[target.abi], platforms=plats),
-        *tags.compatible_tags(version, interpreter=f"cp{target.major}{target.minor}", platforms=plats),
+        *tags.compatible_tags(
+            version, interpreter=f"cp{target.major}{target.minor}", platforms=plats
+        ),
     ]
     return tuple(dict.fromkeys(str(t) for t in found))
 

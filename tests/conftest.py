@@ -78,9 +78,18 @@ class FixtureWheels:
         return self.directory / f"{name.replace('-', '_')}-{version}-{tag}.whl"
 
 
-def _ext_wheel(out: Path, work: Path, python: str, tag: str, name: str, version: str,
-               variant: int, *, requires: tuple[str, ...] = (),
-               module: str = "_core") -> Path:  # fmt: skip
+def _ext_wheel(
+    out: Path,
+    work: Path,
+    python: str,
+    tag: str,
+    name: str,
+    version: str,
+    variant: int,
+    *,
+    requires: tuple[str, ...] = (),
+    module: str = "_core",
+) -> Path:
     pkg = name.replace("-", "_")
     build_dir = work / f"{name}-{version}-{tag}"
     so = toolchain.compile_module(python, variant, module, build_dir)
@@ -92,8 +101,9 @@ def _ext_wheel(out: Path, work: Path, python: str, tag: str, name: str, version:
 
 
 @pytest.fixture(scope="session")
-def fixture_wheels(tmp_path_factory: pytest.TempPathFactory, ft_python: str,
-                   gil_python: str) -> FixtureWheels:  # fmt: skip
+def fixture_wheels(
+    tmp_path_factory: pytest.TempPathFactory, ft_python: str, gil_python: str
+) -> FixtureWheels:
     """The fixture packages, each built for free-threaded 3.13t and/or GIL 3.13.
 
     ftfix-ready 1.0     not_used everywhere                         -> ready

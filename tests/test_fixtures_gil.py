@@ -23,12 +23,16 @@ def _build(python: str, out: Path) -> dict[tuple[str, str], Built]:
 
 
 @pytest.fixture(scope="module")
-def ft_built(ft_python: str, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Built]:
+def ft_built(
+    ft_python: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[tuple[str, str], Built]:
     return _build(ft_python, tmp_path_factory.mktemp("ft-fixtures"))
 
 
 @pytest.fixture(scope="module")
-def gil_built(gil_python: str, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Built]:
+def gil_built(
+    gil_python: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[tuple[str, str], Built]:
     return _build(gil_python, tmp_path_factory.mktemp("gil-fixtures"))
 
 
@@ -42,8 +46,9 @@ def _verdict(b: Built) -> str:
 
 @pytest.mark.ft
 @pytest.mark.parametrize(("toolchain_name", "variant"), CASES)
-def test_free_threaded_build(ft_built: dict[tuple[str, str], Built], ft_python: str,
-                             toolchain_name: str, variant: str) -> None:  # fmt: skip
+def test_free_threaded_build(
+    ft_built: dict[tuple[str, str], Built], ft_python: str, toolchain_name: str, variant: str
+) -> None:
     b = ft_built[(toolchain_name, variant)]
     static = _verdict(b)
     assert static == b.expected, f"{b.path}: static {static}, source says {b.expected}"
@@ -59,8 +64,9 @@ def test_free_threaded_build(ft_built: dict[tuple[str, str], Built], ft_python: 
 
 
 @pytest.mark.parametrize(("toolchain_name", "variant"), CASES)
-def test_gil_build(gil_built: dict[tuple[str, str], Built], toolchain_name: str,
-                   variant: str) -> None:  # fmt: skip
+def test_gil_build(
+    gil_built: dict[tuple[str, str], Built], toolchain_name: str, variant: str
+) -> None:
     b = gil_built[(toolchain_name, variant)]
     assert _verdict(b) == b.expected
     found = inspect_binary(b.path.name, b.path.read_bytes())

@@ -20,20 +20,29 @@ pytestmark = pytest.mark.ft
 def _elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # not the repository, whose pyproject.toml would count
 
+
 FT_INSTALL = [
-    ("ftfix-ready", "1.0"), ("ftfix-gil", "1.0"), ("ftfix-single", "1.0"),
-    ("ftfix-runtime", "1.0"), ("ftfix-lib", "1.0"),
-]  # fmt: skip
+    ("ftfix-ready", "1.0"),
+    ("ftfix-gil", "1.0"),
+    ("ftfix-single", "1.0"),
+    ("ftfix-runtime", "1.0"),
+    ("ftfix-lib", "1.0"),
+]
 GIL_INSTALL = [
-    ("ftfix-ready", "1.0"), ("ftfix-gil", "1.0"), ("ftfix-single", "1.0"),
-    ("ftfix-runtime", "1.0"), ("ftfix-sdist", "1.0"), ("ftfix-old", "2.0"),
+    ("ftfix-ready", "1.0"),
+    ("ftfix-gil", "1.0"),
+    ("ftfix-single", "1.0"),
+    ("ftfix-runtime", "1.0"),
+    ("ftfix-sdist", "1.0"),
+    ("ftfix-old", "2.0"),
     ("ftfix-none", "1.0"),
-]  # fmt: skip
+]
 
 
 @pytest.fixture(scope="module")
-def ft_venv(ft_python: str, fixture_wheels: FixtureWheels,
-            tmp_path_factory: pytest.TempPathFactory) -> Path:  # fmt: skip
+def ft_venv(
+    ft_python: str, fixture_wheels: FixtureWheels, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     venv = toolchain.make_venv(ft_python, tmp_path_factory.mktemp("ftvenv") / ".venv")
     wheels = [fixture_wheels.path(n, v, FT_TAG) for n, v in FT_INSTALL]
     toolchain.pip_install(venv, *wheels, fixture_wheels.path("ftfix-pure", "1.0", "py3-none-any"))
@@ -41,8 +50,9 @@ def ft_venv(ft_python: str, fixture_wheels: FixtureWheels,
 
 
 @pytest.fixture(scope="module")
-def gil_venv(gil_python: str, fixture_wheels: FixtureWheels,
-             tmp_path_factory: pytest.TempPathFactory) -> Path:  # fmt: skip
+def gil_venv(
+    gil_python: str, fixture_wheels: FixtureWheels, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     venv = toolchain.make_venv(gil_python, tmp_path_factory.mktemp("gilvenv") / ".venv")
     wheels = [fixture_wheels.path(n, v, GIL_TAG) for n, v in GIL_INSTALL]
     toolchain.pip_install(venv, *wheels, fixture_wheels.path("ftfix-pure", "1.0", "py3-none-any"))
@@ -88,8 +98,9 @@ def test_verdicts_agree_with_the_interpreter(ft_venv: Path, tmp_path: Path) -> N
         assert re_enabled == (v[name]["status"] != "ready"), name
 
 
-def test_free_threaded_venv_online_finds_the_upgrade(ft_venv: Path, tmp_path: Path,
-                                                     index_server: IndexServer) -> None:  # fmt: skip
+def test_free_threaded_venv_online_finds_the_upgrade(
+    ft_venv: Path, tmp_path: Path, index_server: IndexServer
+) -> None:
     doc = scan_json(["--python", str(ft_venv), "--index-url", index_server.url], tmp_path)
     v = verdicts(doc)
     assert v["ftfix-gil"]["status"] == "upgrade"
@@ -99,8 +110,11 @@ def test_free_threaded_venv_online_finds_the_upgrade(ft_venv: Path, tmp_path: Pa
 
 
 def test_gil_venv_every_status(gil_venv: Path, tmp_path: Path, index_server: IndexServer) -> None:
-    doc = scan_json(["--python", str(gil_venv), "--target", "3.13t",
-                     "--index-url", index_server.url], tmp_path, expect_exit=1)  # fmt: skip
+    doc = scan_json(
+        ["--python", str(gil_venv), "--target", "3.13t", "--index-url", index_server.url],
+        tmp_path,
+        expect_exit=1,
+    )
     v = verdicts(doc)
     expected = {
         "ftfix-ready": ("ready", "inspected", None),
@@ -114,7 +128,10 @@ def test_gil_venv_every_status(gil_venv: Path, tmp_path: Path, index_server: Ind
     }
     for name, (status, evidence, use) in expected.items():
         assert (v[name]["status"], v[name]["evidence"], v[name]["use_version"]) == (
-            status, evidence, use), (name, v[name])  # fmt: skip
+            status,
+            evidence,
+            use,
+        ), (name, v[name])
     assert v["ftfix-ready"]["artifact"] == f"ftfix_ready-1.0-{FT_TAG}.whl"
     pkgs = {p["name"]: p for p in doc["packages"]}
     assert pkgs["ftfix-pure"]["required_by"] == ["ftfix-ready"]
@@ -123,11 +140,16 @@ def test_gil_venv_every_status(gil_venv: Path, tmp_path: Path, index_server: Ind
     assert sum(doc["summary"]["3.13t"].values()) == len(doc["packages"])
 
 
-def test_html_index_gives_the_same_answers(gil_venv: Path, tmp_path: Path,
-                                           fixture_wheels: FixtureWheels) -> None:  # fmt: skip
+def test_html_index_gives_the_same_answers(
+    gil_venv: Path, tmp_path: Path, fixture_wheels: FixtureWheels
+) -> None:
     with IndexServer(fixture_wheels.directory, html_only=True) as server:
-        v = verdicts(scan_json(["--python", str(gil_venv), "--target", "3.13t",
-                                "--index-url", server.url], tmp_path))  # fmt: skip
+        v = verdicts(
+            scan_json(
+                ["--python", str(gil_venv), "--target", "3.13t", "--index-url", server.url],
+                tmp_path,
+            )
+        )
     assert v["ftfix-gil"]["status"] == "upgrade"
     assert v["ftfix-old"]["status"] == "downgrade"
     assert v["ftfix-sdist"]["status"] == "build"
@@ -139,27 +161,48 @@ def test_yanked_and_requires_python_releases_are_not_offered(
     yanked = frozenset({f"ftfix_gil-2.0-{FT_TAG}.whl"})
     rp = {f"ftfix_ready-1.0-{FT_TAG}.whl": "<3.13"}
     with IndexServer(fixture_wheels.directory, yanked=yanked, requires_python=rp) as server:
-        v = verdicts(scan_json(["--python", str(gil_venv), "--target", "3.13t",
-                                "--index-url", server.url], tmp_path))  # fmt: skip
+        v = verdicts(
+            scan_json(
+                ["--python", str(gil_venv), "--target", "3.13t", "--index-url", server.url],
+                tmp_path,
+            )
+        )
     assert v["ftfix-gil"]["status"] == "gil"
     assert v["ftfix-ready"]["status"] in ("build", "blocked")
 
 
-def test_hash_mismatch_is_unknown_never_ready(gil_venv: Path, tmp_path: Path,
-                                              fixture_wheels: FixtureWheels) -> None:  # fmt: skip
+def test_hash_mismatch_is_unknown_never_ready(
+    gil_venv: Path, tmp_path: Path, fixture_wheels: FixtureWheels
+) -> None:
     bad = frozenset({f"ftfix_ready-1.0-{FT_TAG}.whl"})
     with IndexServer(fixture_wheels.directory, corrupt_hash=bad) as server:
-        v = verdicts(scan_json(["--python", str(gil_venv), "--target", "3.13t",
-                                "--index-url", server.url], tmp_path))  # fmt: skip
+        v = verdicts(
+            scan_json(
+                ["--python", str(gil_venv), "--target", "3.13t", "--index-url", server.url],
+                tmp_path,
+            )
+        )
     assert v["ftfix-ready"]["status"] == "unknown"
     assert "sha256" in v["ftfix-ready"]["reason"]
 
 
-def test_unreachable_index_is_unknown_with_reason(gil_venv: Path, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    doc = scan_json(["--python", str(gil_venv), "--target", "3.13t", "--index-url",
-                     "http://127.0.0.1:9/simple/", "--fail-on", "unknown"], tmp_path,
-                    expect_exit=1)  # fmt: skip
+def test_unreachable_index_is_unknown_with_reason(
+    gil_venv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = scan_json(
+        [
+            "--python",
+            str(gil_venv),
+            "--target",
+            "3.13t",
+            "--index-url",
+            "http://127.0.0.1:9/simple/",
+            "--fail-on",
+            "unknown",
+        ],
+        tmp_path,
+        expect_exit=1,
+    )
     v = verdicts(doc)
     assert v["ftfix-ready"]["status"] == "unknown"
     assert "cannot reach 127.0.0.1:9" in v["ftfix-ready"]["reason"]
@@ -167,8 +210,9 @@ def test_unreachable_index_is_unknown_with_reason(gil_venv: Path, tmp_path: Path
     assert "Traceback" not in capsys.readouterr().err
 
 
-def test_offline_second_run_uses_the_cache(gil_venv: Path, tmp_path: Path,
-                                           index_server: IndexServer) -> None:  # fmt: skip
+def test_offline_second_run_uses_the_cache(
+    gil_venv: Path, tmp_path: Path, index_server: IndexServer
+) -> None:
     args = ["--python", str(gil_venv), "--target", "3.13t", "--index-url", index_server.url]
     first = verdicts(scan_json(args, tmp_path))
     served = len(index_server.requests)
@@ -178,8 +222,20 @@ def test_offline_second_run_uses_the_cache(gil_venv: Path, tmp_path: Path,
 
 
 def test_offline_without_cache_says_so(gil_venv: Path, tmp_path: Path) -> None:
-    v = verdicts(scan_json(["--python", str(gil_venv), "--target", "3.13t", "--offline",
-                            "--index-url", "http://127.0.0.1:9/simple/"], tmp_path))  # fmt: skip
+    v = verdicts(
+        scan_json(
+            [
+                "--python",
+                str(gil_venv),
+                "--target",
+                "3.13t",
+                "--offline",
+                "--index-url",
+                "http://127.0.0.1:9/simple/",
+            ],
+            tmp_path,
+        )
+    )
     assert v["ftfix-ready"]["status"] == "unknown"
     assert "offline" in v["ftfix-ready"]["reason"]
 

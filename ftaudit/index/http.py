@@ -15,7 +15,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import urllib3
 
 from ftaudit import __version__
-from ftaudit.errors import IndexError_
+from ftaudit.errors import PackageIndexError
 
 MAX_PAGE_BYTES = 64 * 1024 * 1024
 MAX_ARTIFACT_BYTES = 4 * 1024 * 1024 * 1024
@@ -31,7 +31,7 @@ class Response:
     url: str
 
 
-class Unreachable(IndexError_):
+class Unreachable(PackageIndexError):
     """A host that did not answer; later requests to it fail at once."""
 
 
@@ -76,9 +76,13 @@ class Http:
         host = self._check_host(url)
         try:
             resp = self._manager(url).request(
-                "GET", url, headers=headers, timeout=self._timeout, retries=self._retries,
+                "GET",
+                url,
+                headers=headers,
+                timeout=self._timeout,
+                retries=self._retries,
                 preload_content=False,
-            )  # fmt: skip
+            )
             try:
                 body = resp.read(MAX_PAGE_BYTES + 1, decode_content=True)
             finally:
@@ -88,7 +92,7 @@ class Http:
             self._down[host] = message
             raise Unreachable(message) from None
         if len(body) > MAX_PAGE_BYTES:
-            raise IndexError_(f"{url}: page larger than {MAX_PAGE_BYTES} bytes")
+            raise PackageIndexError(f"{url}: page larger than {MAX_PAGE_BYTES} bytes")
         return Response(
             status=resp.status,
             body=body,
@@ -108,7 +112,7 @@ class Http:
         except FileNotFoundError:
             return Response(404, b"", "", None, url)
         except OSError as exc:
-            raise IndexError_(f"{path}: {exc.strerror}") from None
+            raise PackageIndexError(f"{path}: {exc.strerror}") from None
         return Response(200, body, "text/html", None, url)
 
     def download(self, url: str, dest: Path, sha256: str | None) -> str:
@@ -123,12 +127,12 @@ class Http:
                 for chunk in self._stream(url):
                     size += len(chunk)
                     if size > MAX_ARTIFACT_BYTES:
-                        raise IndexError_(f"{url}: larger than {MAX_ARTIFACT_BYTES} bytes")
+                        raise PackageIndexError(f"{url}: larger than {MAX_ARTIFACT_BYTES} bytes")
                     digest.update(chunk)
                     out.write(chunk)
             actual = digest.hexdigest()
             if sha256 and actual != sha256.lower():
-                raise IndexError_(
+                raise PackageIndexError(
                     f"{url}: sha256 {actual} does not match the index's {sha256}"
                 )
             tmp.replace(dest)
@@ -143,7 +147,7 @@ class Http:
                 with path.open("rb") as fh:
                     yield from iter(lambda: fh.read(CHUNK), b"")
             except OSError as exc:
-                raise IndexError_(f"{path}: {exc.strerror}") from None
+                raise PackageIndexError(f"{path}: {exc.strerror}") from None
             return
         host = self._check_host(url)
         try:
@@ -152,7 +156,7 @@ class Http:
             )
             try:
                 if resp.status != 200:
-                    raise IndexError_(f"{url}: HTTP {resp.status}")
+                    raise PackageIndexError(f"{url}: HTTP {resp.status}")
                 yield from resp.stream(CHUNK)
             finally:
                 resp.release_conn()

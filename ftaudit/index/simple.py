@@ -16,7 +16,7 @@ from urllib.parse import urljoin, urlsplit
 from packaging.utils import canonicalize_name
 
 from ftaudit.cache import Cache, Page
-from ftaudit.errors import IndexError_
+from ftaudit.errors import PackageIndexError
 from ftaudit.index.http import Http, Unreachable
 
 ACCEPT = (
@@ -37,11 +37,11 @@ class IndexFile:
     size: int | None = None
 
 
-class NotOnIndex(IndexError_):
+class NotOnIndex(PackageIndexError):
     """No configured index knows the project."""
 
 
-class Offline(IndexError_):
+class Offline(PackageIndexError):
     """Offline and nothing cached for this request."""
 
 
@@ -67,7 +67,7 @@ class Index:
             except Offline:
                 offline_misses += 1
                 continue
-            except (Unreachable, IndexError_) as exc:
+            except (Unreachable, PackageIndexError) as exc:
                 failures.append(str(exc))
                 continue
             if page_files is None:
@@ -80,7 +80,7 @@ class Index:
         if offline_misses:
             raise Offline(f"offline, and no cached index page for {name}")
         if failures:
-            raise IndexError_(failures[0])
+            raise PackageIndexError(failures[0])
         raise NotOnIndex(f"{name} is not on {self.describe()}")
 
     def _project(self, base: str, name: str) -> list[IndexFile] | None:
@@ -101,7 +101,7 @@ class Index:
             self.cache.store_page(url, Page(b"", "", None, time.time()))
             return None
         if resp.status != 200:
-            raise IndexError_(f"{url}: HTTP {resp.status}")
+            raise PackageIndexError(f"{url}: HTTP {resp.status}")
         page = Page(resp.body, resp.content_type, resp.etag, time.time())
         files = _parse(page, resp.url)
         self.cache.store_page(url, page)
@@ -138,7 +138,7 @@ def _parse_json(body: bytes, url: str) -> list[IndexFile]:
             )
         return out
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise IndexError_(f"{url}: malformed PEP 691 JSON ({exc})") from None
+        raise PackageIndexError(f"{url}: malformed PEP 691 JSON ({exc})") from None
 
 
 class _Anchors(HTMLParser):

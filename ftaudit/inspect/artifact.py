@@ -32,9 +32,13 @@ def is_binary_candidate(path: str) -> bool:
     return name.endswith(BINARY_SUFFIXES) or ".so." in name
 
 
-def inspect_members(artifact: str, members: Iterable[tuple[str, Reader]], *,
-                    tags: tuple[str, ...] = (),
-                    classifiers: tuple[str, ...] = ()) -> ArtifactFacts:  # fmt: skip
+def inspect_members(
+    artifact: str,
+    members: Iterable[tuple[str, Reader]],
+    *,
+    tags: tuple[str, ...] = (),
+    classifiers: tuple[str, ...] = (),
+) -> ArtifactFacts:
     extensions: list[Extension] = []
     libraries: list[Library] = []
     unreadable: list[tuple[str, str]] = []
@@ -92,7 +96,9 @@ def inspect_wheel(path: Path, display_name: str | None = None) -> ArtifactFacts:
             parts = info.filename.split("/")
             if len(parts) == 2 and parts[0].endswith(".dist-info"):
                 if parts[1] == "METADATA":
-                    classifiers = classifiers_from_metadata(_read(zf, info).decode("utf-8", "replace"))
+                    classifiers = classifiers_from_metadata(
+                        _read(zf, info).decode("utf-8", "replace")
+                    )
                 elif parts[1] == "WHEEL" and not tags:
                     text = _read(zf, info).decode("utf-8", "replace")
                     wheel_file_tags = [
@@ -117,7 +123,9 @@ def _reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Reader:
 def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     if info.file_size > MAX_MEMBER_BYTES:
         raise InputError(f"member of {info.file_size} bytes is larger than ftaudit reads")
-    if info.file_size > 16 * 1024 * 1024 and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+    if info.file_size > 16 * 1024 * 1024 and info.file_size > MAX_RATIO * max(
+        info.compress_size, 1
+    ):
         raise InputError("member compresses more than any real binary: refusing a zip bomb")
     try:
         with zf.open(info) as fh:
@@ -140,13 +148,15 @@ def inspect_file(path: Path) -> ArtifactFacts:
     return inspect_members(path.name, [(path.name, lambda: data)])
 
 
-def inspect_installed(artifact: str, root: Path, files: Iterable[str],
-                      classifiers: tuple[str, ...] = (),
-                      tags: tuple[str, ...] = ()) -> ArtifactFacts:  # fmt: skip
+def inspect_installed(
+    artifact: str,
+    root: Path,
+    files: Iterable[str],
+    classifiers: tuple[str, ...] = (),
+    tags: tuple[str, ...] = (),
+) -> ArtifactFacts:
     """An installed distribution: the binaries its RECORD lists, relative to `root`."""
-    members = [
-        (rel, _file_reader(root / rel)) for rel in files if is_binary_candidate(rel)
-    ]
+    members = [(rel, _file_reader(root / rel)) for rel in files if is_binary_candidate(rel)]
     return inspect_members(artifact, members, tags=tags, classifiers=classifiers)
 
 

@@ -320,7 +320,7 @@ class _Machine:
             # and must be walked as a function.
             sentinels = {r: _SENTINEL + i for i, r in enumerate((self.sp, *self.arg_regs))}
             state = _State(target, dict(sentinels), Memory(self.image), [], {})
-            scratch, todo = Walk(), []
+            scratch, todo = Walk(), list[_State]()
             for _ in range(7):
                 name = self.image.import_at(state.pc)
                 if name is not None:
@@ -389,9 +389,8 @@ class _Machine:
                     state.mem.write(dst + i, 1, b[0] if b else None)
             elif n is not None and n <= 4096:
                 state.mem.clobber(dst, n)
-        elif name in ("memset", "__memset_chk") and dst is not None and n is not None:
-            if n <= 4096:
-                state.mem.write(dst, n, bytes([src & 0xFF]) * n if src is not None else None)
+        elif name in ("memset", "__memset_chk") and dst is not None and n is not None and n <= 4096:
+            state.mem.write(dst, n, bytes([src & 0xFF]) * n if src is not None else None)
 
     def _clobber(self, state: _State) -> None:
         for reg in self.clobbered:
@@ -442,16 +441,43 @@ def _x86_parents() -> dict[str, tuple[str, int]]:
 
 _X86_REGS = _x86_parents()
 _X86_VECTOR_MOVES = {
-    X.X86_INS_MOVDQA, X.X86_INS_MOVDQU, X.X86_INS_MOVAPS, X.X86_INS_MOVUPS,
-    X.X86_INS_MOVAPD, X.X86_INS_MOVUPD, X.X86_INS_VMOVDQA, X.X86_INS_VMOVDQU,
-    X.X86_INS_VMOVAPS, X.X86_INS_VMOVUPS, X.X86_INS_VMOVAPD, X.X86_INS_VMOVUPD,
-    X.X86_INS_LDDQU, X.X86_INS_VMOVDQA64, X.X86_INS_VMOVDQU64, X.X86_INS_VMOVDQA32,
-    X.X86_INS_VMOVDQU32, X.X86_INS_VMOVDQU8,
-}  # fmt: skip
-_X86_ZERO_IDIOMS = {X.X86_INS_PXOR, X.X86_INS_XORPS, X.X86_INS_XORPD, X.X86_INS_VPXOR,
-                    X.X86_INS_VXORPS, X.X86_INS_VPXORD, X.X86_INS_VPXORQ}  # fmt: skip
-_X86_NOPS = {X.X86_INS_NOP, X.X86_INS_ENDBR64, X.X86_INS_CMP, X.X86_INS_TEST,
-             X.X86_INS_UD2, X.X86_INS_PAUSE, X.X86_INS_PREFETCHT0}  # fmt: skip
+    X.X86_INS_MOVDQA,
+    X.X86_INS_MOVDQU,
+    X.X86_INS_MOVAPS,
+    X.X86_INS_MOVUPS,
+    X.X86_INS_MOVAPD,
+    X.X86_INS_MOVUPD,
+    X.X86_INS_VMOVDQA,
+    X.X86_INS_VMOVDQU,
+    X.X86_INS_VMOVAPS,
+    X.X86_INS_VMOVUPS,
+    X.X86_INS_VMOVAPD,
+    X.X86_INS_VMOVUPD,
+    X.X86_INS_LDDQU,
+    X.X86_INS_VMOVDQA64,
+    X.X86_INS_VMOVDQU64,
+    X.X86_INS_VMOVDQA32,
+    X.X86_INS_VMOVDQU32,
+    X.X86_INS_VMOVDQU8,
+}
+_X86_ZERO_IDIOMS = {
+    X.X86_INS_PXOR,
+    X.X86_INS_XORPS,
+    X.X86_INS_XORPD,
+    X.X86_INS_VPXOR,
+    X.X86_INS_VXORPS,
+    X.X86_INS_VPXORD,
+    X.X86_INS_VPXORQ,
+}
+_X86_NOPS = {
+    X.X86_INS_NOP,
+    X.X86_INS_ENDBR64,
+    X.X86_INS_CMP,
+    X.X86_INS_TEST,
+    X.X86_INS_UD2,
+    X.X86_INS_PAUSE,
+    X.X86_INS_PREFETCHT0,
+}
 _X86_ARITH: dict[int, Callable[[int, int], int]] = {
     X.X86_INS_ADD: lambda a, b: a + b,
     X.X86_INS_SUB: lambda a, b: a - b,
@@ -468,8 +494,18 @@ class _X86(_Machine):
     sp = "rsp"
     ret_reg = "rax"
     arg_regs = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
-    clobbered = ("rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11",
-                 *(f"xmm{i}" for i in range(32)))  # fmt: skip
+    clobbered = (
+        "rax",
+        "rcx",
+        "rdx",
+        "rsi",
+        "rdi",
+        "r8",
+        "r9",
+        "r10",
+        "r11",
+        *(f"xmm{i}" for i in range(32)),
+    )
 
     def _disassembler(self) -> capstone.Cs:
         return capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
@@ -493,8 +529,10 @@ class _X86(_Machine):
         parent, width = _X86_REGS.get(name, (name, 64))
         value = state.regs.get(parent)
         if isinstance(value, bytes):
-            return value[: width // 8] if width >= 128 else int.from_bytes(
-                value[: width // 8], "little"
+            return (
+                value[: width // 8]
+                if width >= 128
+                else int.from_bytes(value[: width // 8], "little")
             )
         if value is None:
             return None
@@ -540,7 +578,7 @@ class _X86(_Machine):
             if not isinstance(index, int):
                 return None
             addr += index * mem.scale
-        return addr & MASK64
+        return int(addr) & MASK64
 
     def get(self, state: _State, insn: Any, op: Any) -> Value:
         if op.type == X.X86_OP_IMM:
@@ -613,8 +651,10 @@ class _X86(_Machine):
                 v &= MASK64
             self.put(state, insn, ops[0], v)
         elif iid in _X86_ARITH and len(ops) == 2:
-            if iid == X.X86_INS_XOR and ops[0].type == ops[1].type == X.X86_OP_REG and (
-                ops[0].reg == ops[1].reg
+            if (
+                iid == X.X86_INS_XOR
+                and ops[0].type == ops[1].type == X.X86_OP_REG
+                and (ops[0].reg == ops[1].reg)
             ):
                 self.put(state, insn, ops[0], 0)
             else:
@@ -638,17 +678,22 @@ class _X86(_Machine):
             state.regs["rsp"] = bp + 8 if bp is not None else None
         elif iid in _X86_VECTOR_MOVES and len(ops) == 2:
             self.put(state, insn, ops[0], self.get(state, insn, ops[1]))
-        elif iid in _X86_ZERO_IDIOMS and len(ops) >= 2 and ops[-1].type == X.X86_OP_REG and (
-            ops[-1].reg == ops[-2].reg
+        elif (
+            iid in _X86_ZERO_IDIOMS
+            and len(ops) >= 2
+            and ops[-1].type == X.X86_OP_REG
+            and (ops[-1].reg == ops[-2].reg)
         ):
             self.put(state, insn, ops[0], bytes(16))
         elif iid in (X.X86_INS_MOVQ, X.X86_INS_MOVD, X.X86_INS_VMOVQ, X.X86_INS_VMOVD):
             v = self.get(state, insn, ops[1])
             if isinstance(v, bytes):
                 v = int.from_bytes(v[: ops[0].size or 8], "little")
-            elif isinstance(v, int) and ops[0].type == X.X86_OP_REG and insn.reg_name(
-                ops[0].reg
-            ).startswith("xmm"):
+            elif (
+                isinstance(v, int)
+                and ops[0].type == X.X86_OP_REG
+                and insn.reg_name(ops[0].reg).startswith("xmm")
+            ):
                 v = (v & _mask(8 * (ops[1].size or 8))).to_bytes(16, "little")
             self.put(state, insn, ops[0], v)
         elif iid in (X.X86_INS_PUNPCKLQDQ, X.X86_INS_MOVLHPS, X.X86_INS_MOVHPS) and len(ops) == 2:
@@ -712,8 +757,12 @@ class _Arm64(_Machine):
     sp = "sp"
     ret_reg = "x0"
     arg_regs = ("x0", "x1", "x2", "x3", "x4", "x5")
-    clobbered = (*(f"x{i}" for i in range(19)), "x30",
-                 *(f"v{i}" for i in range(8)), *(f"v{i}" for i in range(16, 32)))  # fmt: skip
+    clobbered = (
+        *(f"x{i}" for i in range(19)),
+        "x30",
+        *(f"v{i}" for i in range(8)),
+        *(f"v{i}" for i in range(16, 32)),
+    )
 
     def _disassembler(self) -> capstone.Cs:
         return capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
@@ -756,10 +805,10 @@ class _Arm64(_Machine):
 
     def operand(self, state: _State, insn: Any, op: Any) -> Value:
         if op.type == A.ARM64_OP_IMM:
-            v = int(op.imm)
+            imm = int(op.imm)
             if op.shift.type == A.ARM64_SFT_LSL:
-                v <<= op.shift.value
-            return v & MASK64
+                imm <<= op.shift.value
+            return imm & MASK64
         if op.type == A.ARM64_OP_REG:
             v = self.reg_get(state, insn, op.reg)
             if isinstance(v, int) and op.shift.type == A.ARM64_SFT_LSL:
@@ -802,13 +851,14 @@ class _Arm64(_Machine):
         size = self._access_size(insn, regs[0])
         for i, reg_op in enumerate(regs):
             a = addr + i * size if addr is not None else None
+            v: Value
             if is_store:
                 v = self.reg_get(state, insn, reg_op.reg)
                 if a is not None:
                     state.mem.write(a, size, v)
             else:
                 if a is None:
-                    v: Value = None
+                    v = None
                 elif size == 16:
                     v = state.mem.read_bytes(a, 16)
                 else:
@@ -838,8 +888,13 @@ class _Arm64(_Machine):
             return self.jump(state, self.reg_get(state, insn, ops[0].reg), result)
         if iid == A.ARM64_INS_RET:
             return self._return(state, result)
-        if iid in (A.ARM64_INS_B, A.ARM64_INS_CBZ, A.ARM64_INS_CBNZ, A.ARM64_INS_TBZ,
-                   A.ARM64_INS_TBNZ):  # fmt: skip
+        if iid in (
+            A.ARM64_INS_B,
+            A.ARM64_INS_CBZ,
+            A.ARM64_INS_CBNZ,
+            A.ARM64_INS_TBZ,
+            A.ARM64_INS_TBNZ,
+        ):
             self.branch(state, int(ops[-1].imm), nxt, todo)
             return True
         state.pc = nxt
@@ -864,10 +919,13 @@ class _Arm64(_Machine):
                 self.reg_set(state, insn, ops[0].reg, v)
             else:
                 self.reg_set(state, insn, ops[0].reg, None)
-        elif insn.mnemonic.startswith(("ld", "st")) and self._load_store(state, insn):
-            pass
-        elif iid in (A.ARM64_INS_NOP, A.ARM64_INS_HINT, A.ARM64_INS_CMP, A.ARM64_INS_TST,
-                     A.ARM64_INS_CMN):  # fmt: skip
+        elif (insn.mnemonic.startswith(("ld", "st")) and self._load_store(state, insn)) or iid in (
+            A.ARM64_INS_NOP,
+            A.ARM64_INS_HINT,
+            A.ARM64_INS_CMP,
+            A.ARM64_INS_TST,
+            A.ARM64_INS_CMN,
+        ):
             pass
         else:
             try:

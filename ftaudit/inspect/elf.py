@@ -210,9 +210,11 @@ def _apply_relocations(image: Image, tags: dict[str, int], symbols: list[_Symbol
                 continue
             name, defined, _exported, value = symbols[sym_index]
             if addend is None:
-                addend = (image.read_int(offset, image.pointer_size) or 0) if (
-                    rtype in kinds.absolute
-                ) else 0
+                addend = (
+                    (image.read_int(offset, image.pointer_size) or 0)
+                    if (rtype in kinds.absolute)
+                    else 0
+                )
             if defined:
                 base = value
             elif name:

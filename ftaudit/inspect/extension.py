@@ -116,8 +116,10 @@ def judge(image: Image, path: str, fmt: BinaryFormat) -> Extension | Library:
     imports = image.imports
     if kind is Init.EXPORT:
         return _judge_export(image, entry_name, record)
-    if DEF_INIT not in imports and SET_GIL not in imports and "PyModule_FromDefAndSpec2" not in (
-        imports
+    if (
+        DEF_INIT not in imports
+        and SET_GIL not in imports
+        and "PyModule_FromDefAndSpec2" not in (imports)
     ):
         # Without PyModuleDef_Init there is no multi-phase init, and without the setter a
         # single-phase module cannot declare anything: the interpreter's default applies.
@@ -217,8 +219,9 @@ def _decide(
     budget = " (the walk ran out of budget)" if walk.exhausted else ""
     if unresolved_def:
         return record(
-            Gil.UNKNOWN, Init.MULTI_PHASE, f"{DEF_INIT} is called with a definition not known "
-            f"statically{budget}"
+            Gil.UNKNOWN,
+            Init.MULTI_PHASE,
+            f"{DEF_INIT} is called with a definition not known statically{budget}",
         )
     if SET_GIL in image.imports:
         return record(

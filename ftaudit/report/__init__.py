@@ -20,8 +20,14 @@ class OutputFormat(str, enum.Enum):
     JSON = "json"
 
 
-def render(report: Report, fmt: OutputFormat, *, width: int = 120, color: bool = False,
-           only_problems: bool = False) -> str:  # fmt: skip
+def render(
+    report: Report,
+    fmt: OutputFormat,
+    *,
+    width: int = 120,
+    color: bool = False,
+    only_problems: bool = False,
+) -> str:
     if fmt is OutputFormat.TABLE:
         return terminal.render_report(report, width=width, color=color, only_problems=only_problems)
     if fmt is OutputFormat.JSON:

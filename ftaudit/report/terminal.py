@@ -27,9 +27,14 @@ GIL_STYLE = {
 }
 # What needs a person's attention first.
 ATTENTION = (
-    Status.BLOCKED, Status.GIL, Status.BUILD, Status.DOWNGRADE, Status.UPGRADE,
-    Status.UNKNOWN, Status.READY,
-)  # fmt: skip
+    Status.BLOCKED,
+    Status.GIL,
+    Status.BUILD,
+    Status.DOWNGRADE,
+    Status.UPGRADE,
+    Status.UNKNOWN,
+    Status.READY,
+)
 
 
 def _console(width: int, color: bool) -> tuple[Console, io.StringIO]:
@@ -62,8 +67,9 @@ def _sort_key(pkg: PackageReport) -> tuple[int, str]:
     return (ATTENTION.index(status), pkg.dependency.name)
 
 
-def render_report(report: Report, *, width: int = 120, color: bool = False,
-                  only_problems: bool = False) -> str:  # fmt: skip
+def render_report(
+    report: Report, *, width: int = 120, color: bool = False, only_problems: bool = False
+) -> str:
     console, buffer = _console(width, color)
     table = Table(title="Free-threading readiness", title_justify="left", expand=True)
     table.add_column("Package", overflow="fold")
@@ -117,8 +123,11 @@ def render_report(report: Report, *, width: int = 120, color: bool = False,
 
 def render_inspect(facts: ArtifactFacts, *, width: int = 120, color: bool = False) -> str:
     console, buffer = _console(width, color)
-    title = facts.artifact + (f"  [{', '.join(facts.tags[:3])}{' ...' if len(facts.tags) > 3 else ''}]"
-                              if facts.tags else "")  # fmt: skip
+    title = facts.artifact + (
+        f"  [{', '.join(facts.tags[:3])}{' ...' if len(facts.tags) > 3 else ''}]"
+        if facts.tags
+        else ""
+    )
     table = Table(title=title, title_justify="left")
     table.add_column("Module", no_wrap=True)
     table.add_column("GIL", no_wrap=True)
@@ -127,8 +136,9 @@ def render_inspect(facts: ArtifactFacts, *, width: int = 120, color: bool = Fals
     table.add_column("Evidence", overflow="fold")
     for e in facts.extensions:
         ft = {True: "yes", False: "no", None: "?"}[e.free_threaded_build]
-        table.add_row(e.module, Text(e.gil.value, style=GIL_STYLE[e.gil]), e.init.value, ft,
-                      e.detail)  # fmt: skip
+        table.add_row(
+            e.module, Text(e.gil.value, style=GIL_STYLE[e.gil]), e.init.value, ft, e.detail
+        )
     if facts.extensions:
         console.print(table)
     else:

@@ -39,9 +39,7 @@ def detect(path: Path, *, python: str | None = None, env_dir: Path | None = None
         )
     if (path / "pyvenv.cfg").is_file() or (path / "conda-meta").is_dir():
         return Detected(environment_from_dir(path), project, str(path))
-    env = default_python_environment(path)
-    if env is not None:
-        return Detected(env, project, str(Path(env.prefix)))
-    raise InputError(
-        f"{path}: no .venv or venv here to scan: pass --python PY or --env DIR"
-    )
+    found = default_python_environment(path)
+    if found is not None:
+        return Detected(found, project, str(Path(found.prefix)))
+    raise InputError(f"{path}: no .venv or venv here to scan: pass --python PY or --env DIR")

@@ -194,7 +194,9 @@ def _static_environment(env_dir: Path) -> Environment:
 def _version_from_cfg(env_dir: Path) -> tuple[int, int] | None:
     cfg = env_dir / "pyvenv.cfg"
     if cfg.is_file():
-        m = re.search(r"^version(?:_info)?\s*=\s*(\d+)\.(\d+)", cfg.read_text("utf-8", "replace"), re.M)
+        m = re.search(
+            r"^version(?:_info)?\s*=\s*(\d+)\.(\d+)", cfg.read_text("utf-8", "replace"), re.M
+        )
         if m:
             return int(m[1]), int(m[2])
     return None

@@ -17,7 +17,7 @@ _EXTRA = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
 def _applies(req: Requirement, env: Mapping[str, str]) -> bool:
     if req.marker is None:
         return True
-    extras = [""] + _EXTRA.findall(str(req.marker))
+    extras = ["", *_EXTRA.findall(str(req.marker))]
     for extra in extras:
         try:
             # An extra's requirement counts when its package is installed: the extra was

@@ -26,10 +26,15 @@ def _project_of(filename: str) -> str | None:
 
 
 class IndexServer:
-    def __init__(self, directory: Path, *, html_only: bool = False,
-                 yanked: frozenset[str] = frozenset(),
-                 requires_python: dict[str, str] | None = None,
-                 corrupt_hash: frozenset[str] = frozenset()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        html_only: bool = False,
+        yanked: frozenset[str] = frozenset(),
+        requires_python: dict[str, str] | None = None,
+        corrupt_hash: frozenset[str] = frozenset(),
+    ) -> None:
         self.directory = directory
         self.html_only = html_only
         self.yanked = yanked
@@ -56,9 +61,8 @@ class IndexServer:
     def files(self, project: str) -> list[Path]:
         name = canonicalize_name(project)
         return sorted(
-            p for p in self.directory.iterdir()
-            if p.is_file() and _project_of(p.name) == name
-        )  # fmt: skip
+            p for p in self.directory.iterdir() if p.is_file() and _project_of(p.name) == name
+        )
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -67,7 +71,7 @@ class IndexServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 server.requests.append(self.path)
                 m = re.fullmatch(r"/simple/([^/]+)/", self.path)
                 if m:
@@ -89,18 +93,21 @@ class IndexServer:
                     sha = hashlib.sha256(data).hexdigest()
                     if p.name in server.corrupt_hash:
                         sha = "0" * 64
-                    entries.append({
-                        "filename": p.name,
-                        "url": f"../../files/{p.name}",
-                        "hashes": {"sha256": sha},
-                        "requires-python": server.requires_python.get(p.name),
-                        "yanked": p.name in server.yanked,
-                        "size": len(data),
-                    })  # fmt: skip
+                    entries.append(
+                        {
+                            "filename": p.name,
+                            "url": f"../../files/{p.name}",
+                            "hashes": {"sha256": sha},
+                            "requires-python": server.requires_python.get(p.name),
+                            "yanked": p.name in server.yanked,
+                            "size": len(data),
+                        }
+                    )
                 wants_json = "vnd.pypi.simple.v1+json" in (self.headers.get("Accept") or "")
                 if wants_json and not server.html_only:
-                    body = json.dumps({"meta": {"api-version": "1.1"}, "name": name,
-                                       "files": entries}).encode()  # fmt: skip
+                    body = json.dumps(
+                        {"meta": {"api-version": "1.1"}, "name": name, "files": entries}
+                    ).encode()
                     ctype = "application/vnd.pypi.simple.v1+json"
                 else:
                     links = []
@@ -112,8 +119,9 @@ class IndexServer:
                         if e["yanked"]:
                             attrs += ' data-yanked=""'
                         links.append(f"<a{attrs}>{e['filename']}</a><br/>")
-                    body = ("<!DOCTYPE html><html><body>" + "".join(links) +
-                            "</body></html>").encode()  # fmt: skip
+                    body = (
+                        "<!DOCTYPE html><html><body>" + "".join(links) + "</body></html>"
+                    ).encode()
                     ctype = "text/html"
                 etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
                 if self.headers.get("If-None-Match") == etag:

@@ -6,7 +6,6 @@ tests that need it, saying what to install.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -56,9 +55,11 @@ def gil_python() -> str:
     if sys.version_info[:2] == (3, 13):
         candidates.append(sys.executable)
     candidates.append(shutil.which("python3.13") or "")
-    candidates += sorted(glob.glob(str(Path.home() / ".pyenv/versions/3.13*/bin/python3.13")))
-    check = "import sys, sysconfig; assert sys.version_info[:2] == (3, 13); " \
-            "assert not sysconfig.get_config_var('Py_GIL_DISABLED')"
+    candidates += sorted(str(p) for p in Path.home().glob(".pyenv/versions/3.13*/bin/python3.13"))
+    check = (
+        "import sys, sysconfig; assert sys.version_info[:2] == (3, 13); "
+        "assert not sysconfig.get_config_var('Py_GIL_DISABLED')"
+    )
     for c in candidates:
         if c and _works(c, check):
             return c
@@ -67,8 +68,10 @@ def gil_python() -> str:
 
 
 def python_config(python: str) -> dict[str, str]:
-    script = ("import json, sysconfig; print(json.dumps({'include': sysconfig.get_paths()"
-              "['include'], 'suffix': sysconfig.get_config_var('EXT_SUFFIX')}))")
+    script = (
+        "import json, sysconfig; print(json.dumps({'include': sysconfig.get_paths()"
+        "['include'], 'suffix': sysconfig.get_config_var('EXT_SUFFIX')}))"
+    )
     out = subprocess.run([python, "-I", "-c", script], check=True, capture_output=True, text=True)
     return dict(json.loads(out.stdout))
 
@@ -80,14 +83,32 @@ def need_tool(name: str) -> str:
     return str(path)
 
 
-def compile_module(python: str, variant: int, modname: str, out: Path, *,
-                   cc: str = "gcc", flags: tuple[str, ...] = ("-O2",)) -> Path:  # fmt: skip
+def compile_module(
+    python: str,
+    variant: int,
+    modname: str,
+    out: Path,
+    *,
+    cc: str = "gcc",
+    flags: tuple[str, ...] = ("-O2",),
+) -> Path:
     """Compile fixtures/ext/gilmod.c as module `modname`; `out` is the target directory."""
     cfg = python_config(python)
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{modname}{cfg['suffix']}"
-    cmd = [need_tool(cc), "-shared", "-fPIC", *flags, f"-DVARIANT={variant}",
-           f"-DMODNAME={modname}", "-I", cfg["include"], str(GILMOD), "-o", str(target)]  # fmt: skip
+    cmd = [
+        need_tool(cc),
+        "-shared",
+        "-fPIC",
+        *flags,
+        f"-DVARIANT={variant}",
+        f"-DMODNAME={modname}",
+        "-I",
+        cfg["include"],
+        str(GILMOD),
+        "-o",
+        str(target),
+    ]
     subprocess.run(cmd, check=True, capture_output=True)
     return target
 
@@ -102,17 +123,28 @@ def clean_pip_env() -> dict[str, str]:
 
 
 def make_venv(python: str, where: Path) -> Path:
-    subprocess.run([python, "-m", "venv", str(where)], check=True, capture_output=True,
-                   env=clean_pip_env())  # fmt: skip
+    subprocess.run(
+        [python, "-m", "venv", str(where)], check=True, capture_output=True, env=clean_pip_env()
+    )
     return where / "bin" / "python"
 
 
 def pip_install(venv_python: Path, *wheels: Path) -> None:
     subprocess.run(
-        [str(venv_python), "-m", "pip", "install", "--no-index", "--no-deps", "-q",
-         *(str(w) for w in wheels)],
-        check=True, capture_output=True, env=clean_pip_env(),
-    )  # fmt: skip
+        [
+            str(venv_python),
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--no-deps",
+            "-q",
+            *(str(w) for w in wheels),
+        ],
+        check=True,
+        capture_output=True,
+        env=clean_pip_env(),
+    )
 
 
 def gil_enabled_after_import(python: str, module: str, path: Path | None = None) -> bool:
@@ -125,7 +157,6 @@ def gil_enabled_after_import(python: str, module: str, path: Path | None = None)
         "print(int(sys._is_gil_enabled()))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHON_GIL"}
-    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60,
-                          env=env)  # fmt: skip
+    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().endswith("1")

@@ -40,7 +40,7 @@ def build_wheel(
     out_dir.mkdir(parents=True, exist_ok=True)
     dist = dist_name(name)
     info = f"{dist}-{version}.dist-info"
-    metadata = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     metadata += [f"Requires-Dist: {r}" for r in requires]
     metadata += [f"Classifier: {c}" for c in classifiers]
     if requires_python:
