@@ -252,6 +252,7 @@ def _scan(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     explicit_targets = parse_targets(args.target) if args.target else None
+    explicit_platforms = parse_platforms(args.platform) if args.platform else None
     found = detect(Path(args.path), python=args.python, env_dir=args.env)
     env, project = found.environment, found.project
     if explicit_targets is not None:
@@ -260,7 +261,7 @@ def _scan(args: argparse.Namespace) -> int:
         targets = parse_targets(f"{env.version[0]}.{env.version[1]}t")
     else:
         targets = targets_for_requires_python(project.requires_python if project else None)
-    platforms = parse_platforms(args.platform) if args.platform else (env.platform,)
+    platforms = explicit_platforms or (env.platform,)
 
     installed = installed_distributions(env)
     marker_env = dict(env.marker_env)
