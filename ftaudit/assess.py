@@ -109,8 +109,9 @@ def judge_artifact(
     return Judgement(
         status=Status.READY,
         evidence=Evidence.INSPECTED,
-        reason=f"{'all ' if n > 1 else ''}{n} extension module{'s' if n > 1 else ''} "
-        "declare Py_MOD_GIL_NOT_USED",
+        reason=f"all {n} extension modules declare Py_MOD_GIL_NOT_USED"
+        if n > 1
+        else f"{exts[0].module} declares Py_MOD_GIL_NOT_USED",
     )
 
 
@@ -184,6 +185,20 @@ def assess(
             older.artifact,
             older.version,
         )
+    for other in (newer, older):
+        if (
+            other is not None
+            and other.judgement is not None
+            and (other.judgement.status is Status.GIL)
+        ):
+            # It installs, at that version, and needs the GIL: more to go on than a build.
+            return verdict(
+                Status.GIL,
+                other.judgement.evidence,
+                f"{now}; {other.version}: {other.judgement.reason}",
+                other.artifact,
+                other.version,
+            )
     if current.sdist or build_from is not None:
         use = None if current.sdist or build_from is None else build_from.version
         return verdict(
@@ -197,9 +212,8 @@ def assess(
     for other in (newer, older):
         if other is not None and other.judgement is not None:
             j = other.judgement
-            status = Status.GIL if j.status is Status.GIL else Status.UNKNOWN
             return verdict(
-                status,
+                Status.UNKNOWN,
                 j.evidence,
                 f"{now}; {other.version}: {j.reason}",
                 other.artifact,

@@ -104,9 +104,13 @@ def judge(image: Image, path: str, fmt: BinaryFormat) -> Extension | Library:
             detail=detail,
         )
 
-    if image.contains_bytes(b"_cffi_backend\0") or any(
-        name.startswith("_cffi_pypyinit_") for name in image.exports
-    ):
+    # A cffi-generated module imports _cffi_backend, which builds the module object; the
+    # backend itself (which also names itself) is an ordinary extension module.
+    generated_by_cffi = short != "_cffi_backend" and (
+        image.contains_bytes(b"_cffi_backend\0")
+        or any(name.startswith("_cffi_pypyinit_") for name in image.exports)
+    )
+    if generated_by_cffi:
         return record(
             Gil.UNKNOWN,
             Init.UNKNOWN,

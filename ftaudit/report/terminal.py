@@ -8,7 +8,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ftaudit.model import ArtifactFacts, Gil, PackageReport, Report, Status, Verdict, worst
+from ftaudit.model import (
+    ArtifactFacts,
+    Evidence,
+    Gil,
+    PackageReport,
+    Report,
+    Status,
+    Verdict,
+    worst,
+)
 
 STATUS_STYLE = {
     Status.READY: "green",
@@ -70,36 +79,57 @@ def _sort_key(pkg: PackageReport) -> tuple[int, str]:
 def render_report(
     report: Report, *, width: int = 120, color: bool = False, only_problems: bool = False
 ) -> str:
+    """A status table (one row per package, one column per target), then the reasons
+    for every verdict that is not ``ready``, then a summary line per target."""
     console, buffer = _console(width, color)
-    table = Table(title="Free-threading readiness", title_justify="left", expand=True)
+    table = Table(title="Free-threading readiness", title_justify="left")
     table.add_column("Package", overflow="fold")
     table.add_column("Version", no_wrap=True)
     for target in report.targets:
         table.add_column(target.name, no_wrap=True)
     table.add_column("Evidence", no_wrap=True)
-    table.add_column("Reason", overflow="fold", ratio=1)
     hidden = 0
+    shown_packages = []
     for pkg in sorted(report.packages, key=_sort_key):
         worst_status = worst(v.status for v in pkg.verdicts)
         if only_problems and worst_status is Status.READY:
             hidden += 1
             continue
-        shown = next((v for v in pkg.verdicts if v.status is worst_status), None)
+        shown_packages.append(pkg)
         name = Text(pkg.dependency.display_name)
         if not pkg.dependency.direct and pkg.dependency.required_by:
             parents = pkg.dependency.required_by
             more = f" +{len(parents) - 1}" if len(parents) > 1 else ""
-            name.append(f"\n← {parents[0]}{more}", style="dim")
+            name.append(f" ← {parents[0]}{more}", style="dim")
+        evidence = sorted(
+            {v.evidence.value for v in pkg.verdicts if v.evidence is not None},
+            key=[e.value for e in Evidence].index,
+        )
         table.add_row(
             name,
             pkg.dependency.version or "-",
             *(_cell([v for v in pkg.verdicts if v.target == t]) for t in report.targets),
-            shown.evidence.value if shown and shown.evidence else "-",
-            shown.reason if shown else "",
+            ", ".join(evidence) or "-",
         )
     console.print(table)
     if hidden:
         console.print(f"[dim]{hidden} ready packages not shown.[/dim]")
+    details = [
+        (pkg, v) for pkg in shown_packages for v in pkg.verdicts if v.status is not Status.READY
+    ]
+    if details:
+        console.print()
+        console.print(Text("Why", style="bold"))
+        multi_platform = len(report.platforms) > 1
+        for pkg, v in details:
+            line = Text("  ")
+            line.append(f"{pkg.dependency.display_name} {pkg.dependency.version or ''}".strip())
+            where = f"{v.target.name}" + (f" {v.platform}" if multi_platform else "")
+            line.append(f" [{where}] ", style="dim")
+            line.append(v.status.value, style=STATUS_STYLE[v.status])
+            line.append(f": {v.reason}")
+            console.print(line, overflow="fold")
+    console.print()
     summary = report.summary()
     for target in report.targets:
         counts = summary[target.name]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 
 from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
@@ -11,22 +10,19 @@ from packaging.utils import canonicalize_name
 
 from ftaudit.model import Dependency, Installed
 
-_EXTRA = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
-
 
 def _applies(req: Requirement, env: Mapping[str, str]) -> bool:
+    """Whether a requirement holds in this environment, extras left out.
+
+    An installed environment does not record which extras were asked for, so a
+    requirement behind an extra (setuptools' ``pip; extra == "testing"``) is no edge.
+    """
     if req.marker is None:
         return True
-    extras = ["", *_EXTRA.findall(str(req.marker))]
-    for extra in extras:
-        try:
-            # An extra's requirement counts when its package is installed: the extra was
-            # evidently asked for. Installed-ness is checked by the caller.
-            if req.marker.evaluate({**env, "extra": extra}):
-                return True
-        except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
-            return True  # a marker we cannot evaluate: keep the edge rather than drop it
-    return False
+    try:
+        return bool(req.marker.evaluate({**env, "extra": ""}))
+    except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
+        return True  # a marker we cannot evaluate: keep the edge rather than drop it
 
 
 def edges(installed: Iterable[Installed], env: Mapping[str, str]) -> dict[str, set[str]]:
