@@ -79,6 +79,10 @@ class Cache:
             ).fetchone()
         return Page(bytes(row[0]), row[1], row[2], row[3]) if row else None
 
+    def has_pages(self) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM pages LIMIT 1").fetchone() is not None
+
     def store_page(self, url: str, page: Page) -> None:
         with self._lock, self._db:
             self._db.execute(

@@ -283,6 +283,9 @@ def _scan(args: argparse.Namespace) -> int:
     cache = Cache(args.cache_dir or default_cache_dir())
 
     def make_index() -> Index:
+        if args.offline and not cache.has_pages():
+            # Nothing cached to look up: asking pip which index it would use is wasted time.
+            return Index((), Http(), cache, offline=True)
         config = pip_index_config(env.executable, args.index_url, tuple(args.extra_index_url))
         if args.verbose:
             print(f"ftaudit: index: {', '.join(config.urls)}", file=sys.stderr)

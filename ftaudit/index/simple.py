@@ -57,6 +57,8 @@ class Index:
 
     def files(self, project: str) -> list[IndexFile]:
         name = canonicalize_name(project)
+        if self.offline and not self.urls:
+            raise Offline(f"offline, and no cached index page for {name}")
         merged: dict[str, IndexFile] = {}
         found = False
         failures: list[str] = []

@@ -13,6 +13,7 @@ says as much as it can: ``pyvenv.cfg``, ``conda-meta/`` and the ``lib/pythonX.Y[
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -226,13 +227,22 @@ def _distributions(site_dirs: tuple[str, ...]) -> Iterator[metadata.Distribution
         yield from metadata.distributions(path=[site_dir])
 
 
+def _record_paths(dist: metadata.Distribution) -> tuple[str, ...]:
+    """RECORD's paths as plain strings: `Distribution.files` builds a PackagePath per line,
+    which is most of the cost of listing a large environment."""
+    text = dist.read_text("RECORD")
+    if text is None:
+        # No RECORD (egg-info, some system packages): installed-files.txt, else nothing.
+        legacy = dist.read_text("installed-files.txt")
+        return tuple(line.strip() for line in (legacy or "").splitlines() if line.strip())
+    return tuple(row[0].replace("\\", "/") for row in csv.reader(text.splitlines()) if row)
+
+
 def _installed(dist: metadata.Distribution) -> Installed | None:
     meta = dist.metadata
     raw_name = meta["Name"] if meta is not None else None
     if not raw_name:
         return None  # a dist-info without METADATA: nothing to report on
-    files = dist.files or []
-    site_dir = str(dist.locate_file(""))
     wheel = dist.read_text("WHEEL") or ""
     wheel_tags = tuple(
         line.split(":", 1)[1].strip() for line in wheel.splitlines() if line.startswith("Tag:")
@@ -241,9 +251,9 @@ def _installed(dist: metadata.Distribution) -> Installed | None:
         name=canonicalize_name(raw_name),
         display_name=raw_name,
         version=meta["Version"] or "",
-        site_dir=site_dir,
-        files=tuple(str(f).replace(os.sep, "/") for f in files),
-        requires=tuple(dist.requires or ()),
+        site_dir=str(dist.locate_file("")),
+        files=_record_paths(dist),
+        requires=tuple(meta.get_all("Requires-Dist") or ()),
         classifiers=tuple(meta.get_all("Classifier") or ()),
         wheel_tags=wheel_tags,
         installer=(dist.read_text("INSTALLER") or "").strip(),
