@@ -52,8 +52,8 @@ def test_free_threaded_build(
     b = ft_built[(toolchain_name, variant)]
     static = _verdict(b)
     assert static == b.expected, f"{b.path}: static {static}, source says {b.expected}"
-    if static == "library":
-        return
+    if static == "library" or not b.native:
+        return  # a library is not imported; a cross build cannot be, here
     found = inspect_binary(b.path.name, b.path.read_bytes())
     assert isinstance(found, Extension) and found.free_threaded_build is True
     re_enabled = toolchain.gil_enabled_after_import(ft_python, variant, b.path.parent)
