@@ -39,24 +39,29 @@ GIL_INSTALL = [
 ]
 
 
+def _venv(
+    python: str, wheels: FixtureWheels, installs: list[tuple[str, str]], tag: str, where: Path
+) -> Path:
+    venv = toolchain.make_venv(python, where / ".venv")
+    chosen = [wheels.path(n, v, tag) for n, v in installs]
+    toolchain.pip_install(venv, *chosen, wheels.path("ftfix-pure", "1.0", "py3-none-any"))
+    return venv
+
+
 @pytest.fixture(scope="module")
 def ft_venv(
     ft_python: str, fixture_wheels: FixtureWheels, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    venv = toolchain.make_venv(ft_python, tmp_path_factory.mktemp("ftvenv") / ".venv")
-    wheels = [fixture_wheels.path(n, v, FT_TAG) for n, v in FT_INSTALL]
-    toolchain.pip_install(venv, *wheels, fixture_wheels.path("ftfix-pure", "1.0", "py3-none-any"))
-    return venv
+    return _venv(ft_python, fixture_wheels, FT_INSTALL, FT_TAG, tmp_path_factory.mktemp("ftvenv"))
 
 
 @pytest.fixture(scope="module")
 def gil_venv(
     gil_python: str, fixture_wheels: FixtureWheels, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    venv = toolchain.make_venv(gil_python, tmp_path_factory.mktemp("gilvenv") / ".venv")
-    wheels = [fixture_wheels.path(n, v, GIL_TAG) for n, v in GIL_INSTALL]
-    toolchain.pip_install(venv, *wheels, fixture_wheels.path("ftfix-pure", "1.0", "py3-none-any"))
-    return venv
+    return _venv(
+        gil_python, fixture_wheels, GIL_INSTALL, GIL_TAG, tmp_path_factory.mktemp("gilvenv")
+    )
 
 
 def scan_json(args: list[str], tmp_path: Path, expect_exit: int | None = None) -> dict[str, Any]:

@@ -8,11 +8,13 @@ import tempfile
 import threading
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 import urllib3
+from urllib3.response import BaseHTTPResponse
 
 from ftaudit import __version__
 from ftaudit.errors import PackageIndexError
@@ -70,9 +72,9 @@ class Http:
             raise Unreachable(self._down[host])
         return host
 
-    def get(self, url: str, headers: dict[str, str] | None = None) -> Response:
-        if url.startswith("file:"):
-            return self._get_file(url)
+    @contextmanager
+    def _open(self, url: str, headers: dict[str, str] | None = None) -> Iterator[BaseHTTPResponse]:
+        """A streamed GET; a host that fails is marked down, so later requests fail fast."""
         host = self._check_host(url)
         try:
             resp = self._manager(url).request(
@@ -84,13 +86,19 @@ class Http:
                 preload_content=False,
             )
             try:
-                body = resp.read(MAX_PAGE_BYTES + 1, decode_content=True)
+                yield resp
             finally:
                 resp.release_conn()
         except urllib3.exceptions.HTTPError as exc:
             message = f"cannot reach {host}: {_reason(exc)}"
             self._down[host] = message
             raise Unreachable(message) from None
+
+    def get(self, url: str, headers: dict[str, str] | None = None) -> Response:
+        if url.startswith("file:"):
+            return self._get_file(url)
+        with self._open(url, headers) as resp:
+            body = resp.read(MAX_PAGE_BYTES + 1, decode_content=True)
         if len(body) > MAX_PAGE_BYTES:
             raise PackageIndexError(f"{url}: page larger than {MAX_PAGE_BYTES} bytes")
         return Response(
@@ -149,21 +157,10 @@ class Http:
             except OSError as exc:
                 raise PackageIndexError(f"{path}: {exc.strerror}") from None
             return
-        host = self._check_host(url)
-        try:
-            resp = self._manager(url).request(
-                "GET", url, timeout=self._timeout, retries=self._retries, preload_content=False
-            )
-            try:
-                if resp.status != 200:
-                    raise PackageIndexError(f"{url}: HTTP {resp.status}")
-                yield from resp.stream(CHUNK)
-            finally:
-                resp.release_conn()
-        except urllib3.exceptions.HTTPError as exc:
-            message = f"cannot reach {host}: {_reason(exc)}"
-            self._down[host] = message
-            raise Unreachable(message) from None
+        with self._open(url) as resp:
+            if resp.status != 200:
+                raise PackageIndexError(f"{url}: HTTP {resp.status}")
+            yield from resp.stream(CHUNK)
 
 
 def _reason(exc: Exception) -> str:
