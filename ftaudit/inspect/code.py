@@ -197,7 +197,7 @@ EventHook = Callable[[Event], None]
 def walk(image: Image, entry: int) -> Walk:
     """Walk every path from `entry` within the budgets and collect its events."""
     if image.arch == "x86_64":
-        return _X86(image).run(entry)
+        return (_X86Win64 if image.abi == "win64" else _X86)(image).run(entry)
     if image.arch == "aarch64":
         return _Arm64(image).run(entry)
     raise ValueError(f"no code reader for {image.arch}")
@@ -493,8 +493,8 @@ _X86_ARITH: dict[int, Callable[[int, int], int]] = {
 class _X86(_Machine):
     sp = "rsp"
     ret_reg = "rax"
-    arg_regs = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
-    clobbered = (
+    arg_regs: tuple[str, ...] = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
+    clobbered: tuple[str, ...] = (
         "rax",
         "rcx",
         "rdx",
@@ -728,6 +728,13 @@ class _X86(_Machine):
             state.regs["rsi"] = src + count * width if src is not None else None
         state.regs["rdi"] = dst + count * width
         state.regs["rcx"] = 0
+
+
+class _X86Win64(_X86):
+    """The Microsoft x64 calling convention: arguments in rcx, rdx, r8, r9."""
+
+    arg_regs = ("rcx", "rdx", "r8", "r9")
+    clobbered = ("rax", "rcx", "rdx", "r8", "r9", "r10", "r11", *(f"xmm{i}" for i in range(6)))
 
 
 # --- AArch64 -----------------------------------------------------------------------------

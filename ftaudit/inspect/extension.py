@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 
 from ftaudit.errors import BinaryFormatError
 from ftaudit.inspect import code, slots
 from ftaudit.inspect.elf import load_elf
 from ftaudit.inspect.image import Image
+from ftaudit.inspect.macho import load_macho
+from ftaudit.inspect.pe import load_pe
 from ftaudit.model import BinaryFormat, Extension, Gil, Init, Library
 
 # Imported by every extension compiled for a free-threaded interpreter that touches
@@ -75,10 +78,28 @@ def inspect_binary(path: str, data: bytes) -> Extension | Library:
     fmt = binary_format(data[:4])
     if fmt is None:
         raise BinaryFormatError("not an ELF, Mach-O or PE file")
-    if fmt is not BinaryFormat.ELF:
-        raise BinaryFormatError(f"{fmt.value} binaries are not read yet")
-    image = load_elf(data)
-    return judge(image, path, fmt)
+    if fmt is BinaryFormat.ELF:
+        return judge(load_elf(data), path, fmt)
+    if fmt is BinaryFormat.PE:
+        return judge(load_pe(data), path, fmt)
+    return _judge_slices([judge(image, path, fmt) for image in load_macho(data)])
+
+
+def _judge_slices(found: list[Extension | Library]) -> Extension | Library:
+    """A universal binary: one verdict only when every architecture's slice agrees."""
+    if len(found) == 1:
+        return found[0]
+    if all(isinstance(f, Library) for f in found):
+        return found[0]
+    exts = [f for f in found if isinstance(f, Extension)]
+    if len(exts) == len(found) and len({e.gil for e in exts}) == 1:
+        first = exts[0]
+        return replace(first, detail=f"{first.detail} (all {len(exts)} slices)")
+    first = exts[0]
+    slices = "; ".join(f.detail if isinstance(f, Extension) else f.why for f in found)
+    return replace(
+        first, gil=Gil.UNKNOWN, detail=f"the slices of this universal binary disagree: {slices}"
+    )
 
 
 def judge(image: Image, path: str, fmt: BinaryFormat) -> Extension | Library:
@@ -152,9 +173,18 @@ def _find_export(image: Image, short: str) -> tuple[str | None, Init]:
     return None, Init.UNKNOWN
 
 
+_PYTHON_DLL = re.compile(r"^python3(\d+)(t?)\.dll$")
+
+
 def _free_threaded(image: Image, path: str) -> bool | None:
     if image.imports & FT_ONLY_SYMBOLS:
         return True
+    for lib in image.libraries:  # Windows: python313t.dll is the free-threaded runtime
+        m = _PYTHON_DLL.match(lib)
+        if m:
+            return m.group(2) == "t"
+        if lib == "python3.dll":
+            return False  # the stable ABI (abi3) of GIL builds
     tagged = tagged_free_threaded(path)
     if tagged is not None:
         return tagged

@@ -35,6 +35,8 @@ class Image:
     pointer_size: int
     little_endian: bool
     segments: list[Segment]
+    # calling convention of the code: "sysv" (ELF, Mach-O x86-64), "win64", "aapcs64"
+    abi: str = "sysv"
     # address -> the pointer-sized value the loader stores there (relocations applied,
     # image loaded at base 0). Addresses absent here hold their file bytes.
     relocated: dict[int, int] = field(default_factory=dict)
@@ -42,6 +44,7 @@ class Image:
     unresolvable: set[int] = field(default_factory=set)
     exports: dict[str, int] = field(default_factory=dict)
     imports: set[str] = field(default_factory=set)
+    libraries: set[str] = field(default_factory=set)  # shared libraries it links against
     sections: list[tuple[str, int, int]] = field(default_factory=list)  # name, addr, size
     # Relocations are applied on demand: a vendored library with no init export never
     # needs them, and they are most of the cost of reading a large one.
