@@ -85,3 +85,13 @@ def test_numpy_2_4_6_cp313t_all_modules_not_used(
     doc = json.loads(capsys.readouterr().out)
     assert len(doc["extensions"]) == 19
     assert {e["gil"] for e in doc["extensions"]} == {"not_used"}
+
+
+@pytest.mark.parametrize("platform", ["win_amd64", "win_arm64", "macosx_11_0_arm64"])
+def test_markupsafe_on_windows_and_macos_reads_like_linux(platform: str) -> None:
+    wheel = DATA / f"markupsafe-3.0.3-cp313-cp313t-{platform}.whl"
+    facts = inspect_wheel(wheel)
+    assert [(e.module, e.gil, e.init, e.free_threaded_build) for e in facts.extensions] == [
+        ("markupsafe._speedups", Gil.NOT_USED, Init.MULTI_PHASE, True)
+    ]
+    assert facts.extensions[0].format.value == ("pe" if platform.startswith("win") else "macho")
