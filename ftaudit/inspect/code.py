@@ -25,7 +25,7 @@ import capstone
 from capstone import arm64_const as A
 from capstone import x86_const as X
 
-from ftaudit.inspect.image import STACK_BASE, Image
+from ftaudit.inspect.image import HEAP_BASE, HEAP_BLOCK, STACK_BASE, Image
 
 Value = int | bytes | None  # int: a known 64-bit value; bytes: a vector register; None: unknown
 
@@ -39,6 +39,17 @@ MASK64 = (1 << 64) - 1
 _UNKNOWN_BYTE = -1
 _STACK_LOW = STACK_BASE - (1 << 32)
 _SENTINEL = 0x7D00_0000_0000_0000
+_ZEROED = frozenset({"calloc", "PyMem_Calloc", "PyMem_RawCalloc", "PyObject_Calloc"})
+_ALLOCATORS = _ZEROED | {
+    "malloc",
+    "PyMem_Malloc",
+    "PyMem_RawMalloc",
+    "PyObject_Malloc",
+    "_Znwm",
+    "_Znam",
+    "_ZnwmRKSt9nothrow_t",
+    "_ZnamRKSt9nothrow_t",
+}
 
 
 class Memory:
@@ -174,10 +185,12 @@ class _State:
     # Per activation: return address and the caller's loop counters, restored on return.
     frames: list[tuple[int, dict[int, int]]]
     visits: dict[int, int]
+    # The last comparison with known operands: ("cmp" | "test", a, b, width in bits).
+    flags: tuple[str, int, int, int] | None = None
 
     def fork(self, pc: int) -> _State:
         frames = [(ret, dict(v)) for ret, v in self.frames]
-        return _State(pc, dict(self.regs), self.mem.copy(), frames, dict(self.visits))
+        return _State(pc, dict(self.regs), self.mem.copy(), frames, dict(self.visits), self.flags)
 
     def enter(self, ret: int, target: int) -> None:
         self.frames.append((ret, self.visits))
@@ -222,6 +235,7 @@ class _Machine:
         self.md.detail = True
         self._decoded: dict[int, Any] = {}
         self._stubs: dict[int, str | None] = {}
+        self._heap = HEAP_BASE
 
     def _disassembler(self) -> capstone.Cs:
         raise NotImplementedError  # each architecture supplies its own
@@ -287,6 +301,7 @@ class _Machine:
 
     def call(self, state: _State, target: Value, ret: int, result: Walk) -> None:
         """A call instruction: into an import, into our own code, or somewhere unknown."""
+        state.flags = None
         if isinstance(target, int):
             name = self.image.import_at(target)
             if name is not None:
@@ -335,10 +350,24 @@ class _Machine:
         self._stubs[target] = found
         return found
 
-    def branch(self, state: _State, target: Value, fallthrough: int, todo: list[_State]) -> None:
-        """A conditional branch: follow the fall-through, queue the other side.
+    def branch(
+        self,
+        state: _State,
+        target: Value,
+        fallthrough: int,
+        todo: list[_State],
+        taken: bool | None = None,
+    ) -> None:
+        """A conditional branch: when the compared values are known, only the side the CPU
+        would take (a C++ static guard reads 0 at load, so its skip path is infeasible);
+        otherwise follow the fall-through and queue the other side.
 
         A side this path has already run many times is a loop's back edge: leave it."""
+        if taken is not None and isinstance(target, int):
+            chosen = target if taken else fallthrough
+            if state.visits.get(chosen, 0) < LOOP_EXIT_AFTER:
+                state.pc = chosen
+                return
         back = isinstance(target, int) and state.visits.get(target, 0) >= LOOP_EXIT_AFTER
         ahead = state.visits.get(fallthrough, 0) >= LOOP_EXIT_AFTER
         if isinstance(target, int) and not back:
@@ -377,8 +406,29 @@ class _Machine:
         args = [_as_int(state.regs.get(r)) for r in self.arg_regs]
         self._emulate_libc(state, name, args)
         self._clobber(state)
-        # PyModuleDef_Init returns its argument: keep it visible to the caller.
-        state.regs[self.ret_reg] = args[0] if name == "PyModuleDef_Init" else None
+        state.regs[self.ret_reg] = self._returns(state, name, args)
+
+    def _returns(self, state: _State, name: str, args: list[int | None]) -> Value:
+        """What an imported function returns, where its definition fixes it."""
+        if name == "PyModuleDef_Init":
+            return args[0]  # it returns the definition it was given
+        if name in _ALLOCATORS:
+            # A fresh block in a range no image or stack uses. calloc-style blocks are
+            # zeroed; malloc-style ones read as unknown until the code writes them.
+            self._heap += HEAP_BLOCK
+            count = args[0] if name in _ZEROED and args[1] is not None else 1
+            size = args[1] if name in _ZEROED else args[0]
+            if name in _ZEROED and count is not None and size is not None:
+                total = count * size
+                if total <= HEAP_BLOCK:
+                    state.mem.write(self._heap, total, bytes(total))
+            return self._heap
+        if name == "__cxa_guard_acquire" and args[0] is not None:
+            # Itanium C++ ABI: 1 ("initialise now") while the guard's first byte is 0, as
+            # it is for every static of a module being imported for the first time.
+            first = state.mem.read_int(args[0], 1)
+            return None if first is None else int(first == 0)
+        return None
 
     def _emulate_libc(self, state: _State, name: str, args: list[int | None]) -> None:
         dst, src, n = args[0], args[1], args[2]
@@ -389,6 +439,8 @@ class _Machine:
                     state.mem.write(dst + i, 1, b[0] if b else None)
             elif n is not None and n <= 4096:
                 state.mem.clobber(dst, n)
+        elif name == "__cxa_guard_release" and dst is not None:
+            state.mem.write(dst, 1, 1)
         elif name in ("memset", "__memset_chk") and dst is not None and n is not None and n <= 4096:
             state.mem.write(dst, n, bytes([src & 0xFF]) * n if src is not None else None)
 
@@ -472,8 +524,6 @@ _X86_ZERO_IDIOMS = {
 _X86_NOPS = {
     X.X86_INS_NOP,
     X.X86_INS_ENDBR64,
-    X.X86_INS_CMP,
-    X.X86_INS_TEST,
     X.X86_INS_UD2,
     X.X86_INS_PAUSE,
     X.X86_INS_PREFETCHT0,
@@ -488,6 +538,54 @@ _X86_ARITH: dict[int, Callable[[int, int], int]] = {
     X.X86_INS_SHR: lambda a, b: a >> (b & 63),
     X.X86_INS_IMUL: lambda a, b: a * b,
 }
+
+
+_X86_FLAGS_KEPT = {
+    X.X86_INS_MOV,
+    X.X86_INS_MOVABS,
+    X.X86_INS_LEA,
+    X.X86_INS_MOVZX,
+    X.X86_INS_MOVSX,
+    X.X86_INS_MOVSXD,
+    X.X86_INS_PUSH,
+    X.X86_INS_POP,
+    X.X86_INS_NOP,
+    X.X86_INS_ENDBR64,
+    X.X86_INS_MOVQ,
+    X.X86_INS_MOVD,
+    *_X86_VECTOR_MOVES,
+}
+
+
+def _signed(v: int, bits: int) -> int:
+    return v - (1 << bits) if v >> (bits - 1) & 1 else v
+
+
+def _x86_condition(iid: int, flags: tuple[str, int, int, int]) -> bool | None:
+    """Whether a Jcc is taken after `cmp a, b` / `test a, b` with known operands."""
+    kind, a, b, bits = flags
+    mask = (1 << bits) - 1
+    a, b = a & mask, b & mask
+    result = (a - b) & mask if kind == "cmp" else a & b
+    zero = result == 0
+    sign = bool(result >> (bits - 1) & 1)
+    below = kind == "cmp" and a < b
+    less = _signed(a, bits) < _signed(b, bits) if kind == "cmp" else sign
+    table = {
+        X.X86_INS_JE: zero,
+        X.X86_INS_JNE: not zero,
+        X.X86_INS_JB: below,
+        X.X86_INS_JAE: not below,
+        X.X86_INS_JBE: below or zero,
+        X.X86_INS_JA: not below and not zero,
+        X.X86_INS_JL: less,
+        X.X86_INS_JGE: not less,
+        X.X86_INS_JLE: less or zero,
+        X.X86_INS_JG: not less and not zero,
+        X.X86_INS_JS: sign,
+        X.X86_INS_JNS: not sign,
+    }
+    return table.get(iid)
 
 
 class _X86(_Machine):
@@ -631,12 +729,21 @@ class _X86(_Machine):
             return self.jump(state, self.get(state, insn, ops[0]), result)
         if iid in (X.X86_INS_RET, X.X86_INS_RETF):
             return self._return(state, result)
-        if capstone.CS_GRP_JUMP in insn.groups:  # a conditional branch: walk both sides
-            self.branch(state, self.get(state, insn, ops[0]) if ops else None, nxt, todo)
+        if capstone.CS_GRP_JUMP in insn.groups:  # a conditional branch
+            taken = _x86_condition(iid, state.flags) if state.flags else None
+            self.branch(state, self.get(state, insn, ops[0]) if ops else None, nxt, todo, taken)
             return True
         if iid in (X.X86_INS_HLT, X.X86_INS_INT3, X.X86_INS_UD2):
             return False
         state.pc = nxt
+        if iid in (X.X86_INS_CMP, X.X86_INS_TEST) and len(ops) == 2:
+            a, b = self.get(state, insn, ops[0]), self.get(state, insn, ops[1])
+            known = isinstance(a, int) and isinstance(b, int)
+            kind = "cmp" if iid == X.X86_INS_CMP else "test"
+            state.flags = (kind, a, b, 8 * (ops[0].size or 8)) if known else None  # type: ignore[assignment]
+            return True
+        if iid not in _X86_FLAGS_KEPT:
+            state.flags = None
         if iid in _X86_NOPS:
             return True
         if iid in (X.X86_INS_MOV, X.X86_INS_MOVABS) and len(ops) == 2:
@@ -760,6 +867,35 @@ def _arm64_reg(name: str) -> tuple[str, int]:
     return name, 8
 
 
+_ARM64_FLAG_SETTERS = {"adds", "subs", "ands", "bics", "negs", "adcs", "sbcs", "ngcs", "cmn"}
+
+
+def _arm64_condition(cc: int, flags: tuple[str, int, int, int]) -> bool | None:
+    kind, a, b, bits = flags
+    mask = (1 << bits) - 1
+    a, b = a & mask, b & mask
+    result = (a - b) & mask if kind == "cmp" else a & b
+    zero = result == 0
+    negative = bool(result >> (bits - 1) & 1)
+    carry = kind == "cmp" and a >= b  # no borrow; tst clears C
+    less = _signed(a, bits) < _signed(b, bits) if kind == "cmp" else negative
+    table = {
+        A.ARM64_CC_EQ: zero,
+        A.ARM64_CC_NE: not zero,
+        A.ARM64_CC_HS: carry,
+        A.ARM64_CC_LO: not carry,
+        A.ARM64_CC_HI: carry and not zero,
+        A.ARM64_CC_LS: not carry or zero,
+        A.ARM64_CC_MI: negative,
+        A.ARM64_CC_PL: not negative,
+        A.ARM64_CC_LT: less,
+        A.ARM64_CC_GE: not less,
+        A.ARM64_CC_GT: not less and not zero,
+        A.ARM64_CC_LE: less or zero,
+    }
+    return table.get(cc)
+
+
 class _Arm64(_Machine):
     sp = "sp"
     ret_reg = "x0"
@@ -806,6 +942,20 @@ class _Arm64(_Machine):
             state.regs.pop(parent, None)
         else:
             state.regs[parent] = value & _mask(8 * size) if isinstance(value, int) else value
+
+    def _taken(self, state: _State, insn: Any) -> bool | None:
+        """Whether a conditional branch is taken, when its inputs are known."""
+        iid, ops = insn.id, insn.operands
+        if iid in (A.ARM64_INS_CBZ, A.ARM64_INS_CBNZ):
+            v = self.reg_get(state, insn, ops[0].reg)
+            return None if not isinstance(v, int) else bool((v == 0) == (iid == A.ARM64_INS_CBZ))
+        if iid in (A.ARM64_INS_TBZ, A.ARM64_INS_TBNZ):
+            v = self.reg_get(state, insn, ops[0].reg)
+            if not isinstance(v, int):
+                return None
+            bit_clear = not (v >> int(ops[1].imm)) & 1
+            return bool(bit_clear == (iid == A.ARM64_INS_TBZ))
+        return _arm64_condition(insn.cc, state.flags) if state.flags else None
 
     def reg_size(self, insn: Any, reg_id: int) -> int:
         return _arm64_reg(insn.reg_name(reg_id))[1]
@@ -902,9 +1052,18 @@ class _Arm64(_Machine):
             A.ARM64_INS_TBZ,
             A.ARM64_INS_TBNZ,
         ):
-            self.branch(state, int(ops[-1].imm), nxt, todo)
+            self.branch(state, int(ops[-1].imm), nxt, todo, self._taken(state, insn))
             return True
         state.pc = nxt
+        if iid in (A.ARM64_INS_CMP, A.ARM64_INS_TST) and len(ops) == 2:
+            a, b = self.operand(state, insn, ops[0]), self.operand(state, insn, ops[1])
+            bits = 8 * self.reg_size(insn, ops[0].reg)
+            kind = "cmp" if iid == A.ARM64_INS_CMP else "test"
+            known = isinstance(a, int) and isinstance(b, int)
+            state.flags = (kind, a, b, bits) if known else None  # type: ignore[assignment]
+            return True
+        if insn.mnemonic in _ARM64_FLAG_SETTERS or insn.mnemonic.startswith(("ccm", "fcm")):
+            state.flags = None
         if iid in (A.ARM64_INS_ADRP, A.ARM64_INS_ADR):
             self.reg_set(state, insn, ops[0].reg, int(ops[1].imm))
         elif iid in (A.ARM64_INS_ADD, A.ARM64_INS_SUB) and len(ops) == 3:

@@ -18,6 +18,10 @@ IMPORT_BASE = 0x7E00_0000_0000_0000
 IMPORT_STRIDE = 0x100
 # Where the interpreter puts the stack: far from any image and from the import range.
 STACK_BASE = 0x7F00_0000_0000_0000
+# Blocks that allocators called by the init code return (nanobind builds its definition
+# on the heap).
+HEAP_BASE = 0x7C00_0000_0000_0000
+HEAP_BLOCK = 0x10000
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,9 @@ class Image:
         for name, start, size in self.sections:
             if start <= addr < start + size and name:
                 return f"{name}+{addr - start:#x}"
+        if HEAP_BASE <= addr < IMPORT_BASE:
+            block, offset = divmod(addr - HEAP_BASE, HEAP_BLOCK)
+            return f"heap block {block} the init code allocated+{offset:#x}"
         return f"{addr:#x}"
 
     def contains_bytes(self, needle: bytes) -> bool:
