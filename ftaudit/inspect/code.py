@@ -400,7 +400,20 @@ class _Machine:
             return False
         state.leave()
         self.pop_return(state)
+        # A status code returned by a followed function says which of its paths this one
+        # is, not what the call returns at import: keep addresses, forget plain numbers,
+        # so that the caller's `if (f() < 0)` walks both ways.
+        value = state.regs.get(self.ret_reg)
+        if isinstance(value, int) and not self._address_like(value):
+            state.regs.pop(self.ret_reg, None)
         return True
+
+    def _address_like(self, value: int) -> bool:
+        # NULL and the rest of the zero page are error returns, even where the image
+        # starts at address 0.
+        return value >= 0x1000 and (
+            value >= HEAP_BASE or self.image.segment_at(value) is not None
+        )
 
     def _after_import(self, state: _State, name: str) -> None:
         args = [_as_int(state.regs.get(r)) for r in self.arg_regs]
