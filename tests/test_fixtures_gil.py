@@ -7,12 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.build import TOOLCHAINS, VARIANTS, Built, build_all, missing_tools
+from fixtures.build import PY315_ONLY, TOOLCHAINS, VARIANTS, Built, build_all, missing_tools
 from ftaudit.inspect.extension import inspect_binary
 from ftaudit.model import Extension, Gil, Library
 from tests.helpers import toolchain
 
-CASES = [(tc.name, variant) for tc in TOOLCHAINS for variant in VARIANTS]
+CASES = [
+    (tc.name, variant)
+    for tc in TOOLCHAINS
+    for variant, (number, _ft, _gil) in VARIANTS.items()
+    if number not in PY315_ONLY
+]
 
 
 def _build(python: str, out: Path) -> dict[tuple[str, str], Built]:

@@ -13,12 +13,14 @@ import pytest
 from fixtures.build import (
     PORTABLE_TARGETS,
     PORTABLE_VARIANTS,
+    PY315_VARIANTS,
     Built,
     build_portable,
+    build_py315,
     missing_portable_tools,
 )
 from ftaudit.inspect.extension import inspect_binary
-from ftaudit.model import BinaryFormat, Extension, Library
+from ftaudit.model import BinaryFormat, Extension, Init, Library
 from tests.helpers import toolchain
 
 TARGETS = [t.name for t in PORTABLE_TARGETS] + ["macho-universal2"]
@@ -70,3 +72,21 @@ def test_universal_binary_with_disagreeing_slices(
     found = inspect_binary(renamed.name, renamed.read_bytes())
     assert isinstance(found, Extension)
     assert found.gil.value == "unknown" and "disagree" in found.detail
+
+
+@pytest.fixture(scope="module")
+def py315(tmp_path_factory: pytest.TempPathFactory) -> list[Built]:
+    absent = missing_portable_tools()
+    if absent:
+        toolchain.missing(f"toolchain missing for 3.15 fixtures: {', '.join(absent)}")
+    return build_py315(tmp_path_factory.mktemp("py315"))
+
+
+def test_python_315_slot_ids_and_modexport(py315: list[Built]) -> None:
+    """3.15: Py_mod_gil is 87 in the unified numbering; PyModExport_ returns PySlots."""
+    assert len(py315) == 3 * len(PY315_VARIANTS)
+    for b in py315:
+        found = inspect_binary(b.path.name, b.path.read_bytes())
+        assert isinstance(found, Extension), b.path
+        assert found.gil.value == b.expected, (b.toolchain, b.variant, found.detail)
+        assert (found.init is Init.EXPORT) == b.variant.startswith("export"), found.init

@@ -390,13 +390,10 @@ class _Machine:
         if imported is not None:
             self._after_import(state, imported)
         if not state.frames:
-            if imported is None:
-                self._event(state, None, result)
-            else:
-                # PyInit_x tail-called an import: what it returns is the export's result.
-                result.events.append(
-                    Event(None, (_as_int(state.regs.get(self.ret_reg)),), state.mem.copy(), 0)
-                )
+            # The export returns (after a tail call into an import, that import's result):
+            # the event carries the return register.
+            returned = (_as_int(state.regs.get(self.ret_reg)),)
+            result.events.append(Event(None, returned, state.mem.copy(), state.pc))
             return False
         state.leave()
         self.pop_return(state)
@@ -411,9 +408,7 @@ class _Machine:
     def _address_like(self, value: int) -> bool:
         # NULL and the rest of the zero page are error returns, even where the image
         # starts at address 0.
-        return value >= 0x1000 and (
-            value >= HEAP_BASE or self.image.segment_at(value) is not None
-        )
+        return value >= 0x1000 and (value >= HEAP_BASE or self.image.segment_at(value) is not None)
 
     def _after_import(self, state: _State, name: str) -> None:
         args = [_as_int(state.regs.get(r)) for r in self.arg_regs]

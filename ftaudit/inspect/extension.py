@@ -205,7 +205,9 @@ def _judge_export(image: Image, entry_name: str, record: Record) -> Extension:
     details = []
     for ev in walk.events:
         if ev.name is None and ev.args and ev.args[0]:
-            f = slots.read_slots(ev.memory, ev.args[0], image.pointer_size, image.where(ev.args[0]))
+            f = slots.read_slots(
+                ev.memory, ev.args[0], image.pointer_size, image.where(ev.args[0]), pyslot=True
+            )
             findings.add(f.gil)
             details.append(f.detail)
     if len(findings) == 1:

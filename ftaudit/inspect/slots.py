@@ -15,11 +15,14 @@ from typing import Protocol
 
 from ftaudit.model import Gil
 
-PY_MOD_GIL = 4
+# Py_mod_gil is 4 before 3.15. CPython 3.15's unified slot numbering (PEP 820) gives the
+# module slots new ids when compiled against its headers — Py_mod_create 84, Py_mod_exec 85,
+# Py_mod_multiple_interpreters 86, Py_mod_gil 87, read off real cp315t wheels — and keeps
+# accepting the old ones.
+PY_MOD_GIL_IDS = frozenset({4, 87})
 PY_MOD_GIL_USED = 0
 PY_MOD_GIL_NOT_USED = 1
-# Slot ids CPython defines up to 3.15 (PEP 793 adds the module-definition slots).
-MAX_SLOT_ID = 15
+_MODULE_SLOT_IDS = frozenset(range(1, 14)) | frozenset(range(84, 100))
 MAX_SLOTS = 64
 
 
@@ -53,13 +56,20 @@ class SlotFinding:
     slots_at: int | None = None
 
 
-def read_slots(mem: Readable, slots_addr: int, pointer_size: int, where: str) -> SlotFinding:
-    """Find Py_mod_gil in a {0, NULL}-terminated slot array."""
+def read_slots(
+    mem: Readable, slots_addr: int, pointer_size: int, where: str, *, pyslot: bool = False
+) -> SlotFinding:
+    """Find Py_mod_gil in a zero-terminated slot array.
+
+    `PyModuleDef_Slot` is `{int slot; void *value;}`; PEP 820's `PySlot` (what a 3.15
+    `PyModExport_` returns) is `{uint16 sl_id; uint16 sl_flags; uint32; value}`. Both are two
+    words long with the value in the second word.
+    """
     entry = 2 * pointer_size
     seen: list[int] = []
     for i in range(MAX_SLOTS):
         at = slots_addr + i * entry
-        slot_id = mem.read_int(at, 4, signed=True)
+        slot_id = mem.read_int(at, 2) if pyslot else mem.read_int(at, 4, signed=True)
         if slot_id is None:
             return SlotFinding(Gil.UNKNOWN, f"slot {i} of the array at {where} is not readable")
         if slot_id == 0:
@@ -69,25 +79,22 @@ def read_slots(mem: Readable, slots_addr: int, pointer_size: int, where: str) ->
                 f"slot array at {where} has no Py_mod_gil slot (slot ids: {names})",
                 slots_at=slots_addr,
             )
-        if not 0 < slot_id <= MAX_SLOT_ID:
+        if slot_id not in _MODULE_SLOT_IDS:
             return SlotFinding(
                 Gil.UNKNOWN, f"slot array at {where} holds an unknown slot id {slot_id}"
             )
         seen.append(slot_id)
-        if slot_id == PY_MOD_GIL:
+        if slot_id in PY_MOD_GIL_IDS:
             value = mem.read_pointer(at + pointer_size)
+            label = f"slot {i} at {where}" + (f", Py_mod_gil id {slot_id}" if slot_id != 4 else "")
             if value == PY_MOD_GIL_NOT_USED:
                 return SlotFinding(
-                    Gil.NOT_USED,
-                    f"Py_mod_gil = Py_MOD_GIL_NOT_USED (slot {i} at {where})",
-                    slots_at=slots_addr,
+                    Gil.NOT_USED, f"Py_mod_gil = Py_MOD_GIL_NOT_USED ({label})", slots_addr
                 )
             if value == PY_MOD_GIL_USED:
-                return SlotFinding(
-                    Gil.USED, f"Py_mod_gil = Py_MOD_GIL_USED (slot {i} at {where})", slots_addr
-                )
+                return SlotFinding(Gil.USED, f"Py_mod_gil = Py_MOD_GIL_USED ({label})", slots_addr)
             shown = "not known statically" if value is None else f"{value:#x}"
-            return SlotFinding(Gil.UNKNOWN, f"Py_mod_gil value {shown} (slot {i} at {where})")
+            return SlotFinding(Gil.UNKNOWN, f"Py_mod_gil value {shown} ({label})")
     return SlotFinding(Gil.UNKNOWN, f"slot array at {where} has no terminator")
 
 
