@@ -9,8 +9,12 @@ makes the package's verdict `unknown` with that reason.
 from __future__ import annotations
 
 import email.parser
+import os
+import sys
+import threading
 import zipfile
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
@@ -32,6 +36,25 @@ def is_binary_candidate(path: str) -> bool:
     return name.endswith(BINARY_SUFFIXES) or ".so." in name
 
 
+def _gil_disabled() -> bool:
+    is_enabled = getattr(sys, "_is_gil_enabled", None)
+    return is_enabled is not None and not is_enabled()
+
+
+def _judge_member(path: str, read: Reader) -> Extension | Library | tuple[str, str] | None:
+    """One member: its record, (path, reason) when unreadable, None when not a binary."""
+    try:
+        data = read()
+    except (OSError, zipfile.BadZipFile, EOFError, InputError) as exc:
+        return (path, f"cannot read: {exc}")
+    if binary_format(data[:4]) is None:
+        return None  # a linker script, a text file named .so: not code
+    try:
+        return inspect_binary(path, data)
+    except BinaryFormatError as exc:
+        return (path, str(exc))
+
+
 def inspect_members(
     artifact: str,
     members: Iterable[tuple[str, Reader]],
@@ -39,23 +62,17 @@ def inspect_members(
     tags: tuple[str, ...] = (),
     classifiers: tuple[str, ...] = (),
 ) -> ArtifactFacts:
-    extensions: list[Extension] = []
-    libraries: list[Library] = []
-    unreadable: list[tuple[str, str]] = []
-    for path, read in members:
-        try:
-            data = read()
-        except (OSError, zipfile.BadZipFile, EOFError, InputError) as exc:
-            unreadable.append((path, f"cannot read: {exc}"))
-            continue
-        if binary_format(data[:4]) is None:
-            continue  # a linker script, a text file named .so: not code
-        try:
-            found = inspect_binary(path, data)
-        except BinaryFormatError as exc:
-            unreadable.append((path, str(exc)))
-            continue
-        (extensions if isinstance(found, Extension) else libraries).append(found)  # type: ignore[arg-type]
+    items = list(members)
+    if _gil_disabled() and len(items) > 1:
+        # Binaries are independent: on a free-threaded interpreter read them in parallel.
+        # (Under the GIL threads would only add overhead.)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            found = list(pool.map(lambda item: _judge_member(*item), items))
+    else:
+        found = [_judge_member(path, read) for path, read in items]
+    extensions = [f for f in found if isinstance(f, Extension)]
+    libraries = [f for f in found if isinstance(f, Library)]
+    unreadable = [f for f in found if isinstance(f, tuple)]
     return ArtifactFacts(
         artifact=artifact,
         tags=tags,
@@ -106,8 +123,9 @@ def inspect_wheel(path: Path, display_name: str | None = None) -> ArtifactFacts:
                         for line in text.splitlines()
                         if line.startswith("Tag:")
                     ]
+        lock = threading.Lock()
         members = [
-            (info.filename, _reader(zf, info))
+            (info.filename, _reader(zf, info, lock))
             for info in infos
             if not info.is_dir() and is_binary_candidate(info.filename)
         ]
@@ -116,8 +134,12 @@ def inspect_wheel(path: Path, display_name: str | None = None) -> ArtifactFacts:
         )
 
 
-def _reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Reader:
-    return lambda: _read(zf, info)
+def _reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo, lock: threading.Lock) -> Reader:
+    def read() -> bytes:
+        with lock:  # one ZipFile, one file position: members are read one at a time
+            return _read(zf, info)
+
+    return read
 
 
 def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:

@@ -30,6 +30,20 @@ from ftaudit.inspect.image import HEAP_BASE, HEAP_BLOCK, STACK_BASE, Image
 Value = int | bytes | None  # int: a known 64-bit value; bytes: a vector register; None: unknown
 
 MAX_STEPS = 40_000  # instructions over all paths of one export
+# Once a path has reached a declaration, other paths are walked only this much further,
+# to find any that contradict it.
+STEPS_AFTER_DECLARATION = 8_000
+# The imports whose calls (with their arguments and the memory at that moment) are worth
+# recording; every other import is only stepped over.
+RECORDED = frozenset(
+    {
+        "PyModuleDef_Init",
+        "PyUnstable_Module_SetGIL",
+        "PyModule_Create2",
+        "PyModule_Create",
+        "PyModule_FromDefAndSpec2",
+    }
+)
 MAX_PATHS = 400
 MAX_VISITS = 12  # per path and address: bounds loops
 LOOP_EXIT_AFTER = 6  # a branch back into code this path ran that often takes the exit
@@ -39,6 +53,21 @@ MASK64 = (1 << 64) - 1
 _UNKNOWN_BYTE = -1
 _STACK_LOW = STACK_BASE - (1 << 32)
 _SENTINEL = 0x7D00_0000_0000_0000
+# Imports whose effect on memory the walker models (see _emulate_libc, _returns).
+_MODELLED = frozenset(
+    {
+        "memcpy",
+        "memmove",
+        "__memcpy_chk",
+        "memset",
+        "__memset_chk",
+        "__cxa_guard_acquire",
+        "__cxa_guard_release",
+        "_Init_thread_header",
+        "_Init_thread_footer",
+        "PyModuleDef_Init",
+    }
+)
 _ZEROED = frozenset({"calloc", "PyMem_Calloc", "PyMem_RawCalloc", "PyObject_Calloc"})
 _ALLOCATORS = _ZEROED | {
     "malloc",
@@ -175,6 +204,7 @@ class Walk:
     exhausted: bool = False  # a budget ran out before every path ended
     undecodable: int = 0  # instructions capstone could not decode
     lost: int = 0  # indirect jumps to unknown targets
+    declared_at: int | None = None  # steps taken when a path first reached a declaration
 
 
 @dataclass(slots=True)
@@ -258,7 +288,7 @@ class _Machine:
         self._global: dict[tuple[int, ...], set[int]] = {}
         todo = [start]
         while todo:
-            if result.paths >= MAX_PATHS or result.steps >= MAX_STEPS:
+            if result.paths >= MAX_PATHS or result.steps >= self._limit(result):
                 result.exhausted = True
                 break
             result.paths += 1
@@ -266,7 +296,7 @@ class _Machine:
         return result
 
     def _run_path(self, state: _State, todo: list[_State], result: Walk) -> None:
-        while result.steps < MAX_STEPS:
+        while result.steps < self._limit(result):
             seen = state.visits.get(state.pc, 0)
             if seen >= MAX_VISITS:
                 return
@@ -295,9 +325,18 @@ class _Machine:
 
     # --- control flow shared by the architectures -------------------------------------
 
+    def _limit(self, result: Walk) -> int:
+        if result.declared_at is None:
+            return MAX_STEPS
+        return min(MAX_STEPS, result.declared_at + STEPS_AFTER_DECLARATION)
+
     def _event(self, state: _State, name: str | None, result: Walk) -> None:
+        if name not in RECORDED:
+            return
         args = tuple(_as_int(state.regs.get(r)) for r in self.arg_regs)
         result.events.append(Event(name, args, state.mem.copy(), state.pc))
+        if name in ("PyModuleDef_Init", "PyUnstable_Module_SetGIL") and result.declared_at is None:
+            result.declared_at = result.steps
 
     def call(self, state: _State, target: Value, ret: int, result: Walk) -> None:
         """A call instruction: into an import, into our own code, or somewhere unknown."""
@@ -394,6 +433,8 @@ class _Machine:
             # the event carries the return register.
             returned = (_as_int(state.regs.get(self.ret_reg)),)
             result.events.append(Event(None, returned, state.mem.copy(), state.pc))
+            if returned[0] and result.declared_at is None:
+                result.declared_at = result.steps
             return False
         state.leave()
         self.pop_return(state)
@@ -412,7 +453,12 @@ class _Machine:
 
     def _after_import(self, state: _State, name: str) -> None:
         args = [_as_int(state.regs.get(r)) for r in self.arg_regs]
-        self._emulate_libc(state, name, args)
+        if not self._emulate_libc(state, name, args):
+            # An import the walker does not model may write through the pointers it is
+            # given (an out-parameter, a guard): what they point at is no longer known.
+            for arg in args:
+                if arg is not None and arg >= 0x1000 and self._writable(arg):
+                    state.mem.clobber(arg, self.image.pointer_size)
         self._clobber(state)
         state.regs[self.ret_reg] = self._returns(state, name, args)
 
@@ -438,8 +484,21 @@ class _Machine:
             return None if first is None else int(first == 0)
         return None
 
-    def _emulate_libc(self, state: _State, name: str, args: list[int | None]) -> None:
-        dst, src, n = args[0], args[1], args[2]
+    def _writable(self, addr: int) -> bool:
+        return addr >= HEAP_BASE or self.image.is_writable(addr)
+
+    def _emulate_libc(self, state: _State, name: str, args: list[int | None]) -> bool:
+        """Apply what a well-known import does to memory; False when it is not one."""
+        dst, src, n = args[0], args[1], args[2] if len(args) > 2 else None
+        if name not in _MODELLED and name not in _ALLOCATORS:
+            return False
+        if name == "_Init_thread_header" and dst is not None:
+            # MSVC thread-safe statics: the first thread to get here finds the guard at 0,
+            # sets it to -1 and runs the initialiser.
+            if state.mem.read_int(dst, 4) == 0:
+                state.mem.write(dst, 4, 0xFFFFFFFF)
+        elif name == "_Init_thread_footer" and dst is not None:
+            state.mem.clobber(dst, 4)  # set to the current epoch
         if name in ("memcpy", "memmove", "__memcpy_chk") and dst is not None:
             if src is not None and n is not None and n <= 4096:
                 for i in range(n):
@@ -451,6 +510,7 @@ class _Machine:
             state.mem.write(dst, 1, 1)
         elif name in ("memset", "__memset_chk") and dst is not None and n is not None and n <= 4096:
             state.mem.write(dst, n, bytes([src & 0xFF]) * n if src is not None else None)
+        return True
 
     def _clobber(self, state: _State) -> None:
         for reg in self.clobbered:

@@ -103,6 +103,7 @@ def _load(data: bytes) -> Image:
                     memsz=seg["p_memsz"],
                     data=data[seg["p_offset"] : seg["p_offset"] + seg["p_filesz"]],
                     executable=bool(seg["p_flags"] & 1),
+                    writable=bool(seg["p_flags"] & 2),
                 )
             )
         elif seg["p_type"] == "PT_DYNAMIC" and isinstance(seg, DynamicSegment):

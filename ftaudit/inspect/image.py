@@ -31,6 +31,7 @@ class Segment:
     data: bytes  # file contents; memory past len(data) reads as zero (.bss)
     executable: bool
     name: str = ""
+    writable: bool = True
 
 
 @dataclass(slots=True)
@@ -79,6 +80,10 @@ class Image:
             if seg.vaddr <= addr < seg.vaddr + seg.memsz:
                 return seg
         return None
+
+    def is_writable(self, addr: int) -> bool:
+        seg = self.segment_at(addr)
+        return seg is not None and seg.writable
 
     def is_code(self, addr: int) -> bool:
         seg = self.segment_at(addr)

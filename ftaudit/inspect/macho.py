@@ -24,6 +24,7 @@ CPU_X86_64 = 0x01000007
 CPU_ARM64 = 0x0100000C
 _ARCHES = {CPU_X86_64: ("x86_64", "sysv"), CPU_ARM64: ("aarch64", "aapcs64")}
 _VM_PROT_EXECUTE = 4
+_VM_PROT_WRITE = 2
 _N_EXT, _N_TYPE, _N_SECT, _N_UNDF = 0x01, 0x0E, 0x0E, 0x00
 _N_STAB = 0xE0
 _LC_DYLD_CHAINED_FIXUPS = 0x80000034
@@ -90,6 +91,7 @@ def _slice(data: bytes, header: object, arch: str, abi: str) -> Image:
                         memsz=cmd.vmsize,
                         data=data[cmd.fileoff : cmd.fileoff + cmd.filesize],
                         executable=bool(cmd.initprot & _VM_PROT_EXECUTE),
+                        writable=bool(cmd.initprot & _VM_PROT_WRITE),
                         name=name,
                     )
                 )
@@ -110,6 +112,7 @@ def _slice(data: bytes, header: object, arch: str, abi: str) -> Image:
                 data=s.data,
                 executable=s.executable,
                 name=s.name,
+                writable=s.writable,
             )
             for s in image.segments
         ]

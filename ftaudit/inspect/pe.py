@@ -22,6 +22,7 @@ _MACHINES = {
 }
 _DIRS = pefile.DIRECTORY_ENTRY
 _EXECUTE = 0x20000000
+_WRITE = 0x80000000
 _REL_DIR64, _REL_HIGHLOW = 10, 3
 
 
@@ -58,6 +59,7 @@ def _load(data: bytes) -> Image:
                 memsz=size,
                 data=raw,
                 executable=bool(section.Characteristics & _EXECUTE),
+                writable=bool(section.Characteristics & _WRITE),
                 name=name,
             )
         )
