@@ -72,6 +72,7 @@ class PackageResult:
     platforms: dict[str, dict[str, str]] = field(default_factory=dict)
     inspect_seconds: float = 0.0
     install_import_seconds: float = 0.0
+    fresh_check_seconds: float = 0.0  # the largest wheel only: venv + install + import
     wheel_bytes: int = 0
 
 
@@ -119,7 +120,7 @@ def probe(venv_python: Path, modules: list[str]) -> tuple[dict[str, str], list[s
     line = next((x for x in proc.stdout.splitlines() if x.startswith("PROBE")), None)
     if line is None:
         crashed = f"interpreter exited {proc.returncode} before reporting"
-        return {m: crashed for m in modules}, []
+        return dict.fromkeys(modules, crashed), []
     return json.loads(line[5:]), REQUIRES_GIL.findall(proc.stderr)
 
 
@@ -164,6 +165,28 @@ def run_package(name: str, index: Index, cache: Cache, venv_python: Path) -> Pac
     return result
 
 
+def fresh_import_check(
+    ft_python: str, work: Path, index: Index, cache: Cache, r: PackageResult
+) -> float:
+    """What an import-based check of one wheel costs: a new venv, pip install (from pip's
+    own cache, as a second run would), and importing every extension module."""
+    wheel = newest_with_wheel(index, r.name, GENERIC_LINUX)
+    assert wheel is not None
+    path = fetch(index, cache, wheel[1])
+    venv = work / "fresh-venv"
+    subprocess.run(["rm", "-rf", str(venv)], check=True)
+    start = time.perf_counter()
+    subprocess.run([ft_python, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--only-binary=:all:", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    probe(python, sorted(r.verdicts))
+    return time.perf_counter() - start
+
+
 def summarise(results: list[PackageResult]) -> dict[str, object]:
     table: Counter[tuple[str, str]] = Counter()
     false_not_used: list[str] = []
@@ -195,16 +218,15 @@ def summarise(results: list[PackageResult]) -> dict[str, object]:
     disagreements = []
     for r in results:
         for platform, other in r.platforms.items():
-            by_short = {m: g for m, g in other.items()}
             for module, gil in r.verdicts.items():
-                if module not in by_short:
+                if module not in other:
                     cross["missing on " + platform] += 1
-                elif by_short[module] == gil:
+                elif other[module] == gil:
                     cross["agree"] += 1
                 else:
                     cross["disagree"] += 1
                     disagreements.append(
-                        f"{module} ({platform}): linux {gil}, {platform} {by_short[module]}"
+                        f"{module} ({platform}): linux {gil}, {platform} {other[module]}"
                     )
     return {
         "packages": len(results),
@@ -240,7 +262,7 @@ def print_summary(summary: dict[str, object], results: list[PackageResult]) -> N
     print(f"cross-platform (macOS arm64, Windows amd64 vs Linux): {summary['cross_platform']}")
     for line in summary["cross_platform_disagreements"][:20]:  # type: ignore[index]
         print(f"  {line}")
-    measured = [r for r in results if r.install_import_seconds and r.wheel_bytes]
+    measured = [r for r in results if r.fresh_check_seconds and r.wheel_bytes]
     if measured:
         largest = max(measured, key=lambda r: r.wheel_bytes)
         print(
@@ -281,6 +303,11 @@ def main() -> int:
         flag = r.skipped or f"{len(r.verdicts)} modules, {len(r.requires_gil)} need the GIL"
         print(f"[{i}/{len(names)}] {name} {r.version}: {flag}", flush=True)
         results.append(r)
+    largest = max((r for r in results if r.imported), key=lambda r: r.wheel_bytes, default=None)
+    if largest is not None:
+        largest.fresh_check_seconds = fresh_import_check(
+            args.ft_python, args.work, index, cache, largest
+        )
     summary = summarise(results)
     summary["date"] = time.strftime("%Y-%m-%d")
     summary["interpreter"] = subprocess.run(

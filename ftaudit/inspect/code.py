@@ -53,6 +53,8 @@ MASK64 = (1 << 64) - 1
 _UNKNOWN_BYTE = -1
 _STACK_LOW = STACK_BASE - (1 << 32)
 _SENTINEL = 0x7D00_0000_0000_0000
+_REACH_BUDGET = 6000  # instructions a reachability check may look at
+_SMALL_FUNCTION = 200  # instructions: below this a function is always walked
 # Imports whose effect on memory the walker models (see _emulate_libc, _returns).
 _MODELLED = frozenset(
     {
@@ -158,6 +160,13 @@ class Memory:
             pos += 1
         return bytes(out)
 
+    def trusted(self, addr: int, size: int) -> bool:
+        """Whether these bytes are known on an imprecise path: written by the path itself,
+        or in memory no code can write."""
+        return all((addr + i) in self.bytes_ for i in range(size)) or not (
+            self.image.is_writable(addr) or addr >= HEAP_BASE
+        )
+
     def read_int(self, addr: int, size: int, *, signed: bool = False) -> int | None:
         if not any((addr + i) in self.bytes_ for i in range(size)):
             return self.image.read_int(addr, size, signed=signed)
@@ -186,6 +195,28 @@ class Memory:
         return "little" if self.image.little_endian else "big"
 
 
+class TrustedView:
+    """Memory as an imprecise path may rely on it: bytes the path wrote, or read-only ones.
+    Anything else reads as unknown, so a stepped-over function can never have changed a
+    value that a verdict rests on."""
+
+    __slots__ = ("mem",)
+
+    def __init__(self, mem: Memory) -> None:
+        self.mem = mem
+
+    def read_int(self, addr: int, size: int, *, signed: bool = False) -> int | None:
+        if not self.mem.trusted(addr, size):
+            return None
+        return self.mem.read_int(addr, size, signed=signed)
+
+    def read_pointer(self, addr: int) -> int | None:
+        return self.read_int(addr, self.mem.image.pointer_size)
+
+    def read_cstring(self, addr: int) -> str | None:
+        return self.mem.read_cstring(addr)  # names live in read-only data; only a check
+
+
 @dataclass(slots=True)
 class Event:
     """A call to an imported function (name set) or the export's return (name is None)."""
@@ -194,6 +225,9 @@ class Event:
     args: tuple[int | None, ...]
     memory: Memory
     at: int  # address of the call or return instruction
+    # The path stepped over a function it did not follow: memory that function could have
+    # written is only as good as the path's own writes (see Memory.trusted).
+    imprecise: bool = False
 
 
 @dataclass(slots=True)
@@ -217,10 +251,19 @@ class _State:
     visits: dict[int, int]
     # The last comparison with known operands: ("cmp" | "test", a, b, width in bits).
     flags: tuple[str, int, int, int] | None = None
+    imprecise: bool = False  # a local function was stepped over without being walked
 
     def fork(self, pc: int) -> _State:
         frames = [(ret, dict(v)) for ret, v in self.frames]
-        return _State(pc, dict(self.regs), self.mem.copy(), frames, dict(self.visits), self.flags)
+        return _State(
+            pc,
+            dict(self.regs),
+            self.mem.copy(),
+            frames,
+            dict(self.visits),
+            self.flags,
+            self.imprecise,
+        )
 
     def enter(self, ret: int, target: int) -> None:
         self.frames.append((ret, self.visits))
@@ -265,6 +308,7 @@ class _Machine:
         self.md.detail = True
         self._decoded: dict[int, Any] = {}
         self._stubs: dict[int, str | None] = {}
+        self._reach: dict[int, bool] = {}
         self._heap = HEAP_BASE
 
     def _disassembler(self) -> capstone.Cs:
@@ -334,7 +378,7 @@ class _Machine:
         if name not in RECORDED:
             return
         args = tuple(_as_int(state.regs.get(r)) for r in self.arg_regs)
-        result.events.append(Event(name, args, state.mem.copy(), state.pc))
+        result.events.append(Event(name, args, state.mem.copy(), state.pc, state.imprecise))
         if name in ("PyModuleDef_Init", "PyUnstable_Module_SetGIL") and result.declared_at is None:
             result.declared_at = result.steps
 
@@ -354,12 +398,60 @@ class _Machine:
                 self._after_import(state, stub)
                 state.pc = ret
                 return
+            if self.image.is_code(target) and self._not_worth_walking(target):
+                # A large function that can reach no declaring import: step over it.
+                self._clobber(state)
+                state.regs.pop(self.ret_reg, None)
+                state.imprecise = True
+                state.pc = ret
+                return
             if self.image.is_code(target) and len(state.frames) < MAX_DEPTH:
                 self.push_return(state, ret)
                 state.enter(ret, target)
                 return
         self._clobber(state)
         state.pc = ret
+
+    def _not_worth_walking(self, entry: int) -> bool:
+        """True for a function that reaches none of the RECORDED imports and is large.
+
+        A bounded traversal of its control flow (direct branches and calls, PLT stubs,
+        pointers loaded from relocated slots) looks for a call into a declaring import;
+        running out of budget counts as "may reach". Small functions are walked anyway:
+        they cost little and their stores stay precise."""
+        if entry in self._reach:
+            return self._reach[entry]
+        seen: set[int] = set()
+        todo = [entry]
+        reaches = False
+        while todo and not reaches:
+            pc = todo.pop()
+            while pc not in seen:
+                if len(seen) >= _REACH_BUDGET:
+                    reaches = True
+                    break
+                seen.add(pc)
+                insn = self.decode(pc)
+                if insn is None:
+                    break
+                targets, falls_through = self._flow(insn)
+                for t in targets:
+                    name = self.image.import_at(t) or self._stub_import(t)
+                    if name in RECORDED:
+                        reaches = True
+                    elif name is None and self.image.is_code(t):
+                        todo.append(t)
+                if not falls_through:
+                    break
+                pc = insn.address + insn.size
+        result = not reaches and len(seen) > _SMALL_FUNCTION
+        self._reach[entry] = result
+        return result
+
+    def _flow(self, insn: Any) -> tuple[list[int], bool]:
+        """Where an instruction can transfer control (for reachability), and whether it
+        also falls through."""
+        raise NotImplementedError  # each architecture supplies its own
 
     def _stub_import(self, target: int) -> str | None:
         """The import a PLT-style stub at `target` jumps to, if it is one.
@@ -432,7 +524,7 @@ class _Machine:
             # The export returns (after a tail call into an import, that import's result):
             # the event carries the return register.
             returned = (_as_int(state.regs.get(self.ret_reg)),)
-            result.events.append(Event(None, returned, state.mem.copy(), state.pc))
+            result.events.append(Event(None, returned, state.mem.copy(), state.pc, state.imprecise))
             if returned[0] and result.declared_at is None:
                 result.declared_at = result.steps
             return False
@@ -784,6 +876,21 @@ class _X86(_Machine):
                 if addr is not None:
                     state.mem.clobber(addr, max(op.size, 1))
 
+    def _flow(self, insn: Any) -> tuple[list[int], bool]:
+        iid = insn.id
+        if iid in (X.X86_INS_RET, X.X86_INS_RETF, X.X86_INS_HLT, X.X86_INS_UD2, X.X86_INS_INT3):
+            return [], False
+        branch = iid in (X.X86_INS_CALL, X.X86_INS_JMP) or capstone.CS_GRP_JUMP in insn.groups
+        if not branch or not insn.operands:
+            return [], True
+        op = insn.operands[0]
+        target: int | None = None
+        if op.type == X.X86_OP_IMM:
+            target = int(op.imm)
+        elif op.type == X.X86_OP_MEM and op.mem.base == X.X86_REG_RIP and op.mem.index == 0:
+            target = self.image.relocated.get(insn.address + insn.size + op.mem.disp)
+        return ([target] if target is not None else []), iid != X.X86_INS_JMP
+
     # one instruction
 
     def step(self, state: _State, insn: Any, todo: list[_State], result: Walk) -> bool:
@@ -1010,6 +1117,22 @@ class _Arm64(_Machine):
             state.regs.pop(parent, None)
         else:
             state.regs[parent] = value & _mask(8 * size) if isinstance(value, int) else value
+
+    def _flow(self, insn: Any) -> tuple[list[int], bool]:
+        iid = insn.id
+        if iid in (A.ARM64_INS_RET, A.ARM64_INS_BR):
+            return [], False
+        if iid in (
+            A.ARM64_INS_BL,
+            A.ARM64_INS_B,
+            A.ARM64_INS_CBZ,
+            A.ARM64_INS_CBNZ,
+            A.ARM64_INS_TBZ,
+            A.ARM64_INS_TBNZ,
+        ):
+            unconditional = iid == A.ARM64_INS_B and insn.cc in (A.ARM64_CC_INVALID, A.ARM64_CC_AL)
+            return [int(insn.operands[-1].imm)], not unconditional
+        return [], True
 
     def _taken(self, state: _State, insn: Any) -> bool | None:
         """Whether a conditional branch is taken, when its inputs are known."""

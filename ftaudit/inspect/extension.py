@@ -206,7 +206,11 @@ def _judge_export(image: Image, entry_name: str, record: Record) -> Extension:
     for ev in walk.events:
         if ev.name is None and ev.args and ev.args[0]:
             f = slots.read_slots(
-                ev.memory, ev.args[0], image.pointer_size, image.where(ev.args[0]), pyslot=True
+                code.TrustedView(ev.memory) if ev.imprecise else ev.memory,
+                ev.args[0],
+                image.pointer_size,
+                image.where(ev.args[0]),
+                pyslot=True,
             )
             findings.add(f.gil)
             details.append(f.detail)
@@ -235,7 +239,7 @@ def _decide(
             if def_addr is None:
                 unresolved_def = True
                 continue
-            finding = _read_def(image, ev.memory, def_addr, module, ft)
+            finding = _read_def(image, ev.memory, def_addr, module, ft, trusted_only=ev.imprecise)
             multi.setdefault(finding.gil, finding.detail)
         elif ev.name == SET_GIL:
             value = ev.args[1]
@@ -287,8 +291,17 @@ def _agree(found: dict[Gil, str], init: Init, record: Record, partial: bool) -> 
 
 
 def _read_def(
-    image: Image, mem: code.Memory, def_addr: int, module: str, ft: bool | None
+    image: Image,
+    mem: code.Memory,
+    def_addr: int,
+    module: str,
+    ft: bool | None,
+    *,
+    trusted_only: bool = False,
 ) -> slots.SlotFinding:
+    """Read the definition at `def_addr` and its slots. With `trusted_only` (the path
+    stepped over a function), the slot entries must be ones the path wrote or read-only
+    data; the definition's own fields (a name check and a pointer) are read as they are."""
     where = image.where(def_addr)
     layout, name = slots.choose_layout(mem, def_addr, image.pointer_size, module, ft)
     if layout is None:
@@ -304,4 +317,12 @@ def _read_def(
     if slots_ptr == 0:
         # m_slots NULL with PyModuleDef_Init: multi-phase with no slots at all.
         return slots.SlotFinding(Gil.UNDECLARED, f"PyModuleDef at {where} has no slots")
-    return slots.read_slots(mem, slots_ptr, image.pointer_size, image.where(slots_ptr))
+    entries: slots.Readable = code.TrustedView(mem) if trusted_only else mem
+    finding = slots.read_slots(entries, slots_ptr, image.pointer_size, image.where(slots_ptr))
+    if trusted_only and finding.gil is Gil.UNKNOWN and "not readable" in finding.detail:
+        return slots.SlotFinding(
+            Gil.UNKNOWN,
+            f"{finding.detail}: the slots lie in writable data and the init code calls a "
+            "function the walk stepped over, which could have changed them",
+        )
+    return finding
