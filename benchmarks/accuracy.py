@@ -41,6 +41,7 @@ from ftaudit.index.pipconfig import pip_index_config
 from ftaudit.index.simple import Index, IndexFile
 from ftaudit.inspect.artifact import inspect_wheel
 from ftaudit.model import ArtifactFacts, Gil, Target
+from ftaudit.targets import extension_loadable
 
 HERE = Path(__file__).resolve().parent
 T313 = Target(major=3, minor=13)
@@ -105,7 +106,8 @@ def fetch(index: Index, cache: Cache, wheel: IndexFile) -> Path:
 
 
 def verdicts(facts: ArtifactFacts) -> dict[str, str]:
-    return {e.module: e.gil.value for e in facts.extensions}
+    """Module -> verdict, for the files a 3.13t interpreter would load."""
+    return {e.module: e.gil.value for e in facts.extensions if extension_loadable(e.path, T313)}
 
 
 def probe(venv_python: Path, modules: list[str]) -> tuple[dict[str, str], list[str]]:

@@ -7,9 +7,10 @@ scan looked at, and gives the package's status for that target with its reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ftaudit.model import ArtifactFacts, Evidence, Extension, Gil, Status, Target, Verdict
+from ftaudit.targets import extension_loadable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,13 +36,29 @@ def _names(exts: list[Extension], limit: int = 3) -> str:
 
 
 def judge_artifact(
-    facts: ArtifactFacts, *, inspected: bool = True, has_binaries: bool = True
+    facts: ArtifactFacts,
+    *,
+    inspected: bool = True,
+    has_binaries: bool = True,
+    target: Target | None = None,
 ) -> Judgement:
     """What an artifact's extension modules mean for a free-threaded interpreter.
 
-    With `inspected` False (``--no-inspect``) only the artifact's existence is known: the
-    verdict says so through its evidence, ``tags``.
+    With `target`, only the extension files that interpreter would load count (a wheel
+    may carry builds for other Python versions beside them). With `inspected` False
+    (``--no-inspect``) only the artifact's existence is known: the verdict says so through
+    its evidence, ``tags``.
     """
+    if target is not None and facts.extensions:
+        loadable = tuple(e for e in facts.extensions if extension_loadable(e.path, target))
+        if not loadable:
+            return Judgement(
+                status=Status.UNKNOWN,
+                evidence=Evidence.INSPECTED,
+                reason=f"none of its {len(facts.extensions)} extension files is built for "
+                f"{target.name} (e.g. {facts.extensions[0].path.rsplit('/', 1)[-1]})",
+            )
+        facts = replace(facts, extensions=loadable)
     if not inspected:
         if not has_binaries:
             return Judgement(

@@ -188,6 +188,7 @@ class Scanner:
                     facts,
                     inspected=self.settings.inspect,
                     has_binaries=any(is_binary_candidate(f) for f in inst.files),
+                    target=target,
                 ),
             )
             if current.judgement is not None and current.judgement.status is Status.READY:
@@ -218,7 +219,7 @@ class Scanner:
             else:
                 wheel = select.best_wheel(release, target, platform, allow_yanked=True)
                 if wheel is not None:
-                    facts, judgement = self._judge_file(wheel)
+                    facts, judgement = self._judge_file(wheel, target)
                     current = Candidate(
                         version=version, artifact=wheel.filename, judgement=judgement
                     )
@@ -267,7 +268,7 @@ class Scanner:
         for rel in releases:
             wheel = select.best_wheel(rel, target, platform)
             if wheel is not None:
-                _facts, judgement = self._judge_file(wheel)
+                _facts, judgement = self._judge_file(wheel, target)
                 return Candidate(
                     version=str(rel.version), artifact=wheel.filename, judgement=judgement
                 )
@@ -298,7 +299,9 @@ class Scanner:
 
         return self._once.get(("installed", inst.name, inst.site_dir), compute)
 
-    def _judge_file(self, wheel: IndexFile) -> tuple[ArtifactFacts | None, Judgement]:
+    def _judge_file(
+        self, wheel: IndexFile, target: Target
+    ) -> tuple[ArtifactFacts | None, Judgement]:
         if not self.settings.inspect:
             tags = wheel_tags(wheel.filename)
             facts = ArtifactFacts(artifact=wheel.filename, tags=tags)
@@ -312,7 +315,7 @@ class Scanner:
                 evidence=Evidence.INSPECTED,
                 reason=f"{wheel.filename}: {exc}",
             )
-        return facts, judge_artifact(facts)
+        return facts, judge_artifact(facts, target=target)
 
     def _wheel_facts(self, wheel: IndexFile) -> ArtifactFacts:
         if wheel.sha256:

@@ -7,6 +7,7 @@ best first (packaging's own generators), so choosing a wheel is "lowest index wi
 from __future__ import annotations
 
 import platform as _platform
+import re
 import sys
 from collections.abc import Sequence
 from functools import cache
@@ -142,6 +143,28 @@ def best_tag_rank(wheel_tags: Sequence[str], target: Target, platform: str) -> i
     ranks = tag_priority(target, platform)
     found = [ranks[t] for t in wheel_tags if t in ranks]
     return min(found) if found else None
+
+
+_CPYTHON_SUFFIX = re.compile(r"\.(?:cpython-|cp)(\d)(\d+)(t?)d?-[^./]+\.(?:so|pyd)$")
+
+
+def extension_loadable(path: str, target: Target) -> bool:
+    """Whether the target interpreter would load an extension file of this name.
+
+    What its import system accepts (importlib.machinery.EXTENSION_SUFFIXES): the suffix
+    tagged with its own version and ``t``, from 3.15 ``.abi3t.so``, and an untagged
+    ``.so``/``.pyd``. A wheel may carry builds for other interpreters beside it (some
+    bundle one file per CPython version); those are never imported by this one.
+    """
+    name = path.rsplit("/", 1)[-1].lower()
+    m = _CPYTHON_SUFFIX.search(name)
+    if m:
+        return (int(m[1]), int(m[2])) == target.version and m[3] == "t"
+    if name.endswith((".abi3.so", ".abi3.pyd")):
+        return False  # free-threaded builds do not load the GIL stable ABI
+    if ".abi3t." in name:
+        return target.version >= (3, 15)
+    return True
 
 
 def stable_abi_note(wheel_tags: Sequence[str], target: Target) -> str | None:

@@ -128,3 +128,29 @@ def test_unknown_current_with_ready_newer_is_upgrade() -> None:
     cur = Candidate(version="1", judgement=UNKNOWN)
     assert status(cur, newer=Candidate(version="2", judgement=READY)) == (Status.UPGRADE, "2")
     assert status(cur) == (Status.UNKNOWN, None)
+
+
+def test_builds_for_other_interpreters_in_the_same_wheel_are_not_judged() -> None:
+    """Some wheels carry one file per CPython version; only the target's counts."""
+    own = Extension(
+        path="bson/_cbson.cpython-314t-x86_64-linux-gnu.so",
+        module="bson._cbson",
+        gil=Gil.NOT_USED,
+        init=Init.MULTI_PHASE,
+        format=BinaryFormat.ELF,
+        free_threaded_build=True,
+        detail="d",
+    )
+    other = Extension(
+        path="bson/_cbson.cpython-310-x86_64-linux-gnu.so",
+        module="bson._cbson",
+        gil=Gil.UNDECLARED,
+        init=Init.MULTI_PHASE,
+        format=BinaryFormat.ELF,
+        free_threaded_build=False,
+        detail="d",
+    )
+    assert judge_artifact(facts(own, other), target=T314).status is Status.READY
+    assert judge_artifact(facts(own, other)).status is Status.GIL  # without a target: all count
+    only_other = judge_artifact(facts(other), target=T314)
+    assert only_other.status is Status.UNKNOWN and "built for 3.14t" in only_other.reason

@@ -65,3 +65,19 @@ def test_other_platforms() -> None:
     assert parse_platforms("all")[0] == "linux-x86_64"
     with pytest.raises(UsageError):
         parse_platforms("beos-ppc")
+
+
+def test_which_extension_files_a_target_loads() -> None:
+    from ftaudit.targets import extension_loadable
+
+    assert extension_loadable("bson/_cbson.cpython-313t-x86_64-linux-gnu.so", T313)
+    assert not extension_loadable("bson/_cbson.cpython-313-x86_64-linux-gnu.so", T313)
+    assert not extension_loadable("bson/_cbson.cpython-310-x86_64-linux-gnu.so", T313)
+    assert not extension_loadable("bson/_cbson.cpython-313t-x86_64-linux-gnu.so", T314)
+    assert extension_loadable("pkg/_x.cp313t-win_amd64.pyd", T313)
+    assert extension_loadable("pkg/_x.cpython-313t-darwin.so", T313)
+    assert not extension_loadable("pkg/_x.abi3.so", T314)
+    assert extension_loadable("pkg/_x.abi3t.so", T315) and not extension_loadable(
+        "pkg/_x.abi3t.so", T314
+    )
+    assert extension_loadable("pkg/_x.so", T313) and extension_loadable("pkg/_x.pyd", T313)
