@@ -132,7 +132,30 @@ def fixture_wheels(
     _ext_wheel(out, work, gil_python, GIL_TAG, "ftfix-old", "2.0", NOT_USED)
     _ext_wheel(out, work, gil_python, GIL_TAG, "ftfix-none", "1.0", NOT_USED)
     build_wheel(out, "ftfix-pure", "1.0", "py3-none-any", {"ftfix_pure/__init__.py": b"x = 1\n"})
+    _foreign_wheels(out, work)
     return FixtureWheels(out)
+
+
+MAC_TAG = "cp313-cp313t-macosx_11_0_arm64"
+WIN_TAG = "cp313-cp313t-win_amd64"
+
+
+def _foreign_wheels(out: Path, work: Path) -> None:
+    """ftfix-ready 1.0 (not used) and ftfix-gil 1.0 (used) for macOS arm64 and Windows x64,
+    from the header-free fixture, so a Linux scan can judge other platforms' wheels."""
+    from fixtures.build import build_portable_module, missing_portable_tools
+
+    if missing_portable_tools():
+        return  # test_scan's cross-platform test reports what is missing
+    for name, variant in (("ftfix-ready", 1), ("ftfix-gil", 2)):
+        pkg = name.replace("-", "_")
+        for kind, tag, filename in (
+            ("macho", MAC_TAG, "_core.cpython-313t-darwin.so"),
+            ("pe", WIN_TAG, "_core.cp313t-win_amd64.pyd"),
+        ):
+            binary = build_portable_module(work / f"{name}-{kind}", kind, variant, "_core")
+            files = {f"{pkg}/__init__.py": b"", f"{pkg}/{filename}": binary.read_bytes()}
+            build_wheel(out, name, "1.0", tag, files)
 
 
 @pytest.fixture

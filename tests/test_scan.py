@@ -271,3 +271,48 @@ def test_project_directory_scans_its_venv(ft_venv: Path, tmp_path: Path) -> None
     pkgs = {p["name"]: p for p in doc["packages"]}
     assert pkgs["ftfix-gil"]["direct"] is True
     assert pkgs["ftfix-ready"]["direct"] is False
+
+
+def test_a_linux_scan_judges_macos_and_windows_wheels(
+    gil_venv: Path, tmp_path: Path, index_server: IndexServer
+) -> None:
+    from fixtures.build import missing_portable_tools
+
+    if missing_portable_tools():
+        toolchain.missing(f"PE/Mach-O toolchain: {', '.join(missing_portable_tools())}")
+    doc = scan_json(
+        [
+            "--python",
+            str(gil_venv),
+            "--target",
+            "3.13t",
+            "--platform",
+            "macos-arm64,windows-amd64",
+            "--index-url",
+            index_server.url,
+        ],
+        tmp_path,
+    )
+    assert doc["platforms"] == ["macos-arm64", "windows-amd64"]
+    pkgs = {p["name"]: p for p in doc["packages"]}
+    ready = pkgs["ftfix-ready"]["targets"]["3.13t"]["by_platform"]
+    assert ready["macos-arm64"]["status"] == "ready"
+    assert ready["macos-arm64"]["artifact"].endswith("macosx_11_0_arm64.whl")
+    assert ready["windows-amd64"]["status"] == "ready"
+    assert ready["windows-amd64"]["artifact"].endswith("win_amd64.whl")
+    gil = pkgs["ftfix-gil"]["targets"]["3.13t"]["by_platform"]
+    assert {v["status"] for v in gil.values()} == {"gil"}
+    assert "Py_MOD_GIL_USED" in gil["windows-amd64"]["reason"]
+    # nothing for these platforms at all
+    assert pkgs["ftfix-none"]["targets"]["3.13t"]["status"] == "blocked"
+
+
+def test_inspect_a_wheel_url(
+    index_server: IndexServer, fixture_wheels: FixtureWheels, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wheel = fixture_wheels.path("ftfix-gil", "2.0", FT_TAG)
+    url = index_server.url.replace("/simple/", f"/files/{wheel.name}")
+    assert main(["inspect", url, "--format", "json", "-q"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["artifact"] == wheel.name
+    assert [e["gil"] for e in doc["extensions"]] == ["not_used"]
