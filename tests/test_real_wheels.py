@@ -16,6 +16,7 @@ DATA = Path(__file__).parent / "data" / "wheels"
 MARKUPSAFE = next(DATA.glob("markupsafe-3.0.3-cp313-cp313t-*.whl"))
 BITARRAY = next(DATA.glob("bitarray-3.8.0-cp314-cp314t-*.whl"))
 TREE_SITTER = next(DATA.glob("tree_sitter_json-0.24.8-cp39-abi3-*.whl"))
+JITER = next(DATA.glob("jiter-0.15.0-cp313-cp313t-*.whl"))
 
 
 def test_markupsafe_inspect_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -95,3 +96,13 @@ def test_markupsafe_on_windows_and_macos_reads_like_linux(platform: str) -> None
         ("markupsafe._speedups", Gil.NOT_USED, Init.MULTI_PHASE, True)
     ]
     assert facts.extensions[0].format.value == ("pe" if platform.startswith("win") else "macho")
+
+
+@pytest.mark.ft
+def test_pyo3_module_agrees_with_the_interpreter(ft_python: str, tmp_path: Path) -> None:
+    """PyO3 builds its module from Rust statics through an out-of-line init_multi_phase."""
+    (ext,) = inspect_wheel(JITER).extensions
+    assert (ext.module, ext.gil, ext.init) == ("jiter.jiter", Gil.NOT_USED, Init.MULTI_PHASE)
+    venv = toolchain.make_venv(ft_python, tmp_path / "venv")
+    toolchain.pip_install(venv, JITER)
+    assert toolchain.gil_enabled_after_import(str(venv), "jiter.jiter") is False
