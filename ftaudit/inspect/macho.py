@@ -168,7 +168,8 @@ def _symbols(image: Image, data: bytes, symtab: object, base: int) -> None:
             image.imports.add(name)
 
 
-def _uleb(buf: bytes, pos: int) -> tuple[int, int]:
+def _leb128(buf: bytes, pos: int, *, signed: bool = False) -> tuple[int, int]:
+    """A LEB128 number at `pos`: (value, position after it)."""
     result = shift = 0
     while True:
         byte = buf[pos]
@@ -176,20 +177,17 @@ def _uleb(buf: bytes, pos: int) -> tuple[int, int]:
         result |= (byte & 0x7F) << shift
         shift += 7
         if not byte & 0x80:
+            if signed and byte & 0x40:
+                result -= 1 << shift
             return result, pos
+
+
+def _uleb(buf: bytes, pos: int) -> tuple[int, int]:
+    return _leb128(buf, pos)
 
 
 def _sleb(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            if byte & 0x40:
-                result -= 1 << shift
-            return result, pos
+    return _leb128(buf, pos, signed=True)
 
 
 def _binds(image: Image, stream: bytes, seg_bases: list[int]) -> None:
