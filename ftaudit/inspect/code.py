@@ -300,6 +300,7 @@ class _Machine:
     ret_reg: str
     arg_regs: tuple[str, ...]
     clobbered: tuple[str, ...]
+    callee_saved: tuple[str, ...] = ()
     link: str | None = None  # link register (arm64), else the return address is pushed
 
     def __init__(self, image: Image) -> None:
@@ -347,10 +348,14 @@ class _Machine:
             if seen == 0:
                 # Join points: a path arriving where another already was, with the same
                 # memory outside the stack, cannot find anything the other did not.
+                # Callee-saved registers survive calls and hold loop state (an index into a
+                # table): paths that differ there are not the same path.
+                saved = tuple(state.regs.get(r) for r in self.callee_saved)
+                key = hash((state.mem.signature, saved))
                 sigs = self._global.setdefault(state.context(), set())
-                if state.mem.signature in sigs or len(sigs) >= MAX_GLOBAL_VISITS:
+                if key in sigs or len(sigs) >= MAX_GLOBAL_VISITS:
                     return
-                sigs.add(state.mem.signature)
+                sigs.add(key)
             state.visits[state.pc] = seen + 1
             name = self.image.import_at(state.pc)
             if name is not None:  # reached an import by a jump (a tail call)
@@ -751,6 +756,7 @@ def _x86_condition(iid: int, flags: tuple[str, int, int, int]) -> bool | None:
 class _X86(_Machine):
     sp = "rsp"
     ret_reg = "rax"
+    callee_saved: tuple[str, ...] = ("rbx", "rbp", "r12", "r13", "r14", "r15", "rsp")
     arg_regs: tuple[str, ...] = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
     clobbered: tuple[str, ...] = (
         "rax",
@@ -1015,6 +1021,7 @@ class _X86(_Machine):
 class _X86Win64(_X86):
     """The Microsoft x64 calling convention: arguments in rcx, rdx, r8, r9."""
 
+    callee_saved = ("rbx", "rbp", "rdi", "rsi", "r12", "r13", "r14", "r15", "rsp")
     arg_regs = ("rcx", "rdx", "r8", "r9")
     clobbered = ("rax", "rcx", "rdx", "r8", "r9", "r10", "r11", *(f"xmm{i}" for i in range(6)))
 
@@ -1074,6 +1081,7 @@ def _arm64_condition(cc: int, flags: tuple[str, int, int, int]) -> bool | None:
 class _Arm64(_Machine):
     sp = "sp"
     ret_reg = "x0"
+    callee_saved = (*(f"x{i}" for i in range(19, 30)), "sp")
     arg_regs = ("x0", "x1", "x2", "x3", "x4", "x5")
     clobbered = (
         *(f"x{i}" for i in range(19)),
