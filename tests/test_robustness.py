@@ -64,3 +64,40 @@ def test_non_elf_inputs(tmp_path: Path) -> None:
     for blob in (b"", b"\x7fELF", b"MZ" + b"\0" * 100, b"\xcf\xfa\xed\xfe" + b"\0" * 100):
         with pytest.raises(BinaryFormatError):
             inspect_binary("x.so", blob)
+
+
+WHEELS = Path(__file__).parent / "data" / "wheels"
+
+
+def _member(wheel: str, suffix: str) -> tuple[str, bytes]:
+    import zipfile
+
+    with zipfile.ZipFile(next(WHEELS.glob(wheel))) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(suffix))
+        return name, zf.read(name)
+
+
+@pytest.mark.parametrize(
+    ("wheel", "suffix"),
+    [
+        ("markupsafe-3.0.3-cp313-cp313t-win_amd64.whl", ".pyd"),
+        ("markupsafe-3.0.3-cp313-cp313t-macosx_11_0_arm64.whl", ".so"),
+    ],
+)
+def test_pe_and_macho_survive_damage(wheel: str, suffix: str) -> None:
+    """Real PE and Mach-O modules, byte-flipped and truncated: a verdict or an error."""
+    name, original = _member(wheel, suffix)
+    assert isinstance(inspect_binary(name, original), Extension)
+    rng = random.Random(7)
+    allowed = {"error", "library", *(g.value for g in Gil)}
+    for _ in range(150):
+        data = bytearray(original)
+        for _ in range(rng.randint(1, 12)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        for blob in (bytes(data), original[: rng.randrange(len(original))]):
+            try:
+                found = inspect_binary(name, blob)
+            except BinaryFormatError:
+                continue
+            verdict = "library" if isinstance(found, Library) else found.gil.value
+            assert verdict in allowed

@@ -68,6 +68,7 @@ _PARSE_ERRORS = (
     AttributeError,
     TypeError,
     UnicodeDecodeError,
+    AssertionError,  # pyelftools checks some structures with assert
 )
 
 
