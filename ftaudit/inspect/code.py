@@ -17,6 +17,7 @@ turns missing evidence into `unknown`, never into a declaration.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -293,7 +294,7 @@ def can_walk(arch: str) -> bool:
     return arch in ("x86_64", "aarch64")
 
 
-class _Machine:
+class _Machine(ABC):
     """The architecture-neutral driver: worklist of paths, calls, returns, budgets."""
 
     sp: str
@@ -312,8 +313,9 @@ class _Machine:
         self._reach: dict[int, bool] = {}
         self._heap = HEAP_BASE
 
+    @abstractmethod
     def _disassembler(self) -> capstone.Cs:
-        raise NotImplementedError  # each architecture supplies its own
+        """The capstone decoder for this architecture."""
 
     def decode(self, pc: int) -> Any:
         if pc in self._decoded:
@@ -453,10 +455,10 @@ class _Machine:
         self._reach[entry] = result
         return result
 
+    @abstractmethod
     def _flow(self, insn: Any) -> tuple[list[int], bool]:
         """Where an instruction can transfer control (for reachability), and whether it
         also falls through."""
-        raise NotImplementedError  # each architecture supplies its own
 
     def _stub_import(self, target: int) -> str | None:
         """The import a PLT-style stub at `target` jumps to, if it is one.
@@ -613,14 +615,17 @@ class _Machine:
         for reg in self.clobbered:
             state.regs.pop(reg, None)
 
+    @abstractmethod
     def push_return(self, state: _State, ret: int) -> None:
-        raise NotImplementedError  # each architecture supplies its own
+        """Record a call's return address where this architecture keeps it."""
 
+    @abstractmethod
     def pop_return(self, state: _State) -> None:
-        raise NotImplementedError  # each architecture supplies its own
+        """Undo push_return on return."""
 
+    @abstractmethod
     def step(self, state: _State, insn: Any, todo: list[_State], result: Walk) -> bool:
-        raise NotImplementedError  # each architecture supplies its own
+        """Apply one instruction to the state; False when the path ends."""
 
 
 def _as_int(v: Value) -> int | None:
