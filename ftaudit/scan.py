@@ -334,7 +334,7 @@ class Scanner:
         if dest.is_file():
             return dest
         if self.settings.offline:
-            raise Offline(f"offline, and {wheel.filename} is not in the cache")
+            raise Offline("offline, and the wheel is not in the cache")
         self.index().http.download(wheel.url, dest, wheel.sha256)
         return dest
 

@@ -121,14 +121,19 @@ def render_report(
         console.print()
         console.print(Text("Why", style="bold"))
         multi_platform = len(report.platforms) > 1
+        # A borderless grid, so that a long reason wraps under itself, not under the name.
+        why = Table.grid(padding=(0, 1))
+        why.add_column(no_wrap=True)
+        why.add_column(no_wrap=True)
+        why.add_column(overflow="fold")
         for pkg, v in details:
-            line = Text("  ")
-            line.append(f"{pkg.dependency.display_name} {pkg.dependency.version or ''}".strip())
-            where = f"{v.target.name}" + (f" {v.platform}" if multi_platform else "")
-            line.append(f" [{where}] ", style="dim")
-            line.append(v.status.value, style=STATUS_STYLE[v.status])
-            line.append(f": {v.reason}")
-            console.print(line, overflow="fold")
+            where = v.target.name + (f" {v.platform}" if multi_platform else "")
+            name = Text(
+                "  " + f"{pkg.dependency.display_name} {pkg.dependency.version or ''}".strip()
+            )
+            name.append(f" [{where}]", style="dim")
+            why.add_row(name, Text(v.status.value, style=STATUS_STYLE[v.status]), v.reason)
+        console.print(why)
     console.print()
     summary = report.summary()
     for target in report.targets:
