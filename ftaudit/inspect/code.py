@@ -405,7 +405,11 @@ class _Machine(ABC):
                 self._after_import(state, stub)
                 state.pc = ret
                 return
-            if self.image.is_code(target) and self._not_worth_walking(target):
+            if (
+                self.image.is_code(target)
+                and not self._passes_code_pointer(state)
+                and self._not_worth_walking(target)
+            ):
                 # A large function that can reach no declaring import: step over it.
                 self._clobber(state)
                 state.regs.pop(self.ret_reg, None)
@@ -418,6 +422,14 @@ class _Machine(ABC):
                 return
         self._clobber(state)
         state.pc = ret
+
+    def _passes_code_pointer(self, state: _State) -> bool:
+        """A call that hands over a function (PyO3's module_init(closure)) may call back into
+        code that declares: such a callee is always walked."""
+        return any(
+            isinstance(v, int) and self.image.is_code(v)
+            for v in (state.regs.get(r) for r in self.arg_regs)
+        )
 
     def _not_worth_walking(self, entry: int) -> bool:
         """True for a function that reaches none of the RECORDED imports and is large.
