@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from fixtures.build import (
+    I686_VARIANTS,
     PORTABLE_TARGETS,
     PORTABLE_VARIANTS,
     PY315_VARIANTS,
     Built,
+    build_i686,
     build_portable,
     build_py315,
     missing_portable_tools,
@@ -90,3 +92,16 @@ def test_python_315_slot_ids_and_modexport(py315: list[Built]) -> None:
         assert isinstance(found, Extension), b.path
         assert found.gil.value == b.expected, (b.toolchain, b.variant, found.detail)
         assert (found.init is Init.EXPORT) == b.variant.startswith("export"), found.init
+
+
+def test_i686_linux_modules(tmp_path: Path) -> None:
+    """32-bit x86: arguments on the stack, position-independent code through a pc thunk."""
+    absent = missing_portable_tools()
+    if absent:
+        toolchain.missing(f"toolchain missing for i686 fixtures: {', '.join(absent)}")
+    built = build_i686(tmp_path)
+    assert len(built) == 2 * len(I686_VARIANTS)
+    for b in built:
+        found = inspect_binary(b.path.name, b.path.read_bytes())
+        verdict = "library" if isinstance(found, Library) else found.gil.value
+        assert verdict == b.expected, (b.path, getattr(found, "detail", found))

@@ -26,7 +26,7 @@ import capstone
 from capstone import arm64_const as A
 from capstone import x86_const as X
 
-from ftaudit.inspect.image import HEAP_BASE, HEAP_BLOCK, STACK_BASE, Image
+from ftaudit.inspect.image import HEAP_BLOCK, Image
 
 Value = int | bytes | None  # int: a known 64-bit value; bytes: a vector register; None: unknown
 
@@ -52,7 +52,6 @@ MAX_GLOBAL_VISITS = 8  # distinct memory states that may run one address
 MAX_DEPTH = 6  # nested calls into the binary's own functions
 MASK64 = (1 << 64) - 1
 _UNKNOWN_BYTE = -1
-_STACK_LOW = STACK_BASE - (1 << 32)
 _SENTINEL = 0x7D00_0000_0000_0000
 _REACH_BUDGET = 6000  # instructions a reachability check may look at
 _SMALL_FUNCTION = 200  # instructions: below this a function is always walked
@@ -103,7 +102,7 @@ class Memory:
         return Memory(self.image, dict(self.bytes_), self.signature)
 
     def _put(self, addr: int, byte: int) -> None:
-        if addr < _STACK_LOW:
+        if addr < self.image.ranges.stack - (1 << 24):  # the stack does not sign
             old = self.bytes_.get(addr)
             if old is not None:
                 self.signature ^= hash((addr, old))
@@ -165,7 +164,7 @@ class Memory:
         """Whether these bytes are known on an imprecise path: written by the path itself,
         or in memory no code can write."""
         return all((addr + i) in self.bytes_ for i in range(size)) or not (
-            self.image.is_writable(addr) or addr >= HEAP_BASE
+            self.image.is_writable(addr) or self.image.ranges.is_dynamic(addr)
         )
 
     def read_int(self, addr: int, size: int, *, signed: bool = False) -> int | None:
@@ -285,13 +284,16 @@ def walk(image: Image, entry: int) -> Walk:
     """Walk every path from `entry` within the budgets and collect its events."""
     if image.arch == "x86_64":
         return (_X86Win64 if image.abi == "win64" else _X86)(image).run(entry)
+    if image.arch == "i386" and image.abi != "win32":
+        return _X86_32(image).run(entry)
     if image.arch == "aarch64":
         return _Arm64(image).run(entry)
     raise ValueError(f"no code reader for {image.arch}")
 
 
-def can_walk(arch: str) -> bool:
-    return arch in ("x86_64", "aarch64")
+def can_walk(image: Image) -> bool:
+    """Whether there is a code reader for this image's architecture and convention."""
+    return image.arch in ("x86_64", "aarch64") or (image.arch == "i386" and image.abi != "win32")
 
 
 class _Machine(ABC):
@@ -311,7 +313,7 @@ class _Machine(ABC):
         self._decoded: dict[int, Any] = {}
         self._stubs: dict[int, str | None] = {}
         self._reach: dict[int, bool] = {}
-        self._heap = HEAP_BASE
+        self._heap = image.ranges.heap
 
     @abstractmethod
     def _disassembler(self) -> capstone.Cs:
@@ -331,7 +333,7 @@ class _Machine(ABC):
 
     def run(self, entry: int) -> Walk:
         result = Walk()
-        start = _State(entry, {self.sp: STACK_BASE}, Memory(self.image), [], {})
+        start = _State(entry, {self.sp: self.image.ranges.stack}, Memory(self.image), [], {})
         self._global: dict[tuple[int, ...], set[int]] = {}
         todo = [start]
         while todo:
@@ -361,7 +363,7 @@ class _Machine(ABC):
             state.visits[state.pc] = seen + 1
             name = self.image.import_at(state.pc)
             if name is not None:  # reached an import by a jump (a tail call)
-                self._event(state, name, result)
+                self._event(state, name, result, at_entry=True)
                 if not self._return(state, result, imported=name):
                     return
                 continue
@@ -381,11 +383,21 @@ class _Machine(ABC):
             return MAX_STEPS
         return min(MAX_STEPS, result.declared_at + STEPS_AFTER_DECLARATION)
 
-    def _event(self, state: _State, name: str | None, result: Walk) -> None:
+    def _args(self, state: _State, at_entry: bool) -> list[int | None]:
+        """A call's first arguments: at the call (`at_entry` False) or, reached by a jump,
+        at the callee's first instruction."""
+        return [_as_int(state.regs.get(r)) for r in self.arg_regs]
+
+    def _event(
+        self, state: _State, name: str | None, result: Walk, *, at_entry: bool = False
+    ) -> None:
         if name not in RECORDED:
             return
-        args = tuple(_as_int(state.regs.get(r)) for r in self.arg_regs)
-        result.events.append(Event(name, args, state.mem.copy(), state.pc, state.imprecise))
+        args = tuple(self._args(state, at_entry))
+        # Reached by a jump (through a PLT stub), pc is the import itself: the place worth
+        # showing is where the stub was called from, the current frame's return address.
+        at = state.frames[-1][0] if at_entry and state.frames else state.pc
+        result.events.append(Event(name, args, state.mem.copy(), at, state.imprecise))
         if name in ("PyModuleDef_Init", "PyUnstable_Module_SetGIL") and result.declared_at is None:
             result.declared_at = result.steps
 
@@ -538,7 +550,7 @@ class _Machine(ABC):
     def _return(self, state: _State, result: Walk, imported: str | None = None) -> bool:
         """Return from the current function (after a tail call when `imported` is set)."""
         if imported is not None:
-            self._after_import(state, imported)
+            self._after_import(state, imported, at_entry=True)
         if not state.frames:
             # The export returns (after a tail call into an import, that import's result):
             # the event carries the return register.
@@ -560,10 +572,12 @@ class _Machine(ABC):
     def _address_like(self, value: int) -> bool:
         # NULL and the rest of the zero page are error returns, even where the image
         # starts at address 0.
-        return value >= 0x1000 and (value >= HEAP_BASE or self.image.segment_at(value) is not None)
+        return value >= 0x1000 and (
+            self.image.ranges.is_heap(value) or self.image.segment_at(value) is not None
+        )
 
-    def _after_import(self, state: _State, name: str) -> None:
-        args = [_as_int(state.regs.get(r)) for r in self.arg_regs]
+    def _after_import(self, state: _State, name: str, *, at_entry: bool = False) -> None:
+        args = self._args(state, at_entry)
         if not self._emulate_libc(state, name, args):
             # An import the walker does not model may write through the pointers it is
             # given (an out-parameter, a guard): what they point at is no longer known.
@@ -596,7 +610,7 @@ class _Machine(ABC):
         return None
 
     def _writable(self, addr: int) -> bool:
-        return addr >= HEAP_BASE or self.image.is_writable(addr)
+        return self.image.ranges.is_dynamic(addr) or self.image.is_writable(addr)
 
     def _emulate_libc(self, state: _State, name: str, args: list[int | None]) -> bool:
         """Apply what a well-known import does to memory; False when it is not one."""
@@ -791,15 +805,17 @@ class _X86(_Machine):
     def _disassembler(self) -> capstone.Cs:
         return capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
 
+    word = 8  # bytes a push moves the stack by
+
     def push_return(self, state: _State, ret: int) -> None:
         sp = _as_int(state.regs.get("rsp"))
         if sp is not None:
-            state.regs["rsp"] = sp - 8
-            state.mem.write(sp - 8, 8, ret)
+            state.regs["rsp"] = sp - self.word
+            state.mem.write(sp - self.word, self.word, ret)
 
     def pop_return(self, state: _State) -> None:
         sp = _as_int(state.regs.get("rsp"))
-        state.regs["rsp"] = sp + 8 if sp is not None else None
+        state.regs["rsp"] = sp + self.word if sp is not None else None
 
     # operands
 
@@ -970,17 +986,17 @@ class _X86(_Machine):
             v = self.get(state, insn, ops[0])
             sp = _as_int(state.regs.get("rsp"))
             if sp is not None:
-                state.regs["rsp"] = sp - 8
-                state.mem.write(sp - 8, 8, v)
+                state.regs["rsp"] = sp - self.word
+                state.mem.write(sp - self.word, self.word, v)
         elif iid == X.X86_INS_POP:
             sp = _as_int(state.regs.get("rsp"))
-            v = state.mem.read_int(sp, 8) if sp is not None else None
-            state.regs["rsp"] = sp + 8 if sp is not None else None
+            v = state.mem.read_int(sp, self.word) if sp is not None else None
+            state.regs["rsp"] = sp + self.word if sp is not None else None
             self.put(state, insn, ops[0], v)
         elif iid == X.X86_INS_LEAVE:
             bp = _as_int(state.regs.get("rbp"))
-            state.regs["rbp"] = state.mem.read_int(bp, 8) if bp is not None else None
-            state.regs["rsp"] = bp + 8 if bp is not None else None
+            state.regs["rbp"] = state.mem.read_int(bp, self.word) if bp is not None else None
+            state.regs["rsp"] = bp + self.word if bp is not None else None
         elif iid in _X86_VECTOR_MOVES and len(ops) == 2:
             self.put(state, insn, ops[0], self.get(state, insn, ops[1]))
         elif (
@@ -1033,6 +1049,25 @@ class _X86(_Machine):
             state.regs["rsi"] = src + count * width if src is not None else None
         state.regs["rdi"] = dst + count * width
         state.regs["rcx"] = 0
+
+
+class _X86_32(_X86):  # noqa: N801 - the architecture's own name
+    """32-bit x86 (i686), System V cdecl: arguments on the stack, eax/ecx/edx clobbered."""
+
+    word = 4
+    arg_regs = ()
+    clobbered = ("rax", "rcx", "rdx", *(f"xmm{i}" for i in range(8)))
+    callee_saved = ("rbx", "rbp", "rsi", "rdi", "rsp")
+
+    def _disassembler(self) -> capstone.Cs:
+        return capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
+
+    def _args(self, state: _State, at_entry: bool) -> list[int | None]:
+        sp = _as_int(state.regs.get("rsp"))
+        if sp is None:
+            return [None] * 4
+        base = sp + (4 if at_entry else 0)  # past the return address once inside
+        return [state.mem.read_int(base + 4 * i, 4) for i in range(4)]
 
 
 class _X86Win64(_X86):

@@ -154,7 +154,7 @@ def judge(image: Image, path: str, fmt: BinaryFormat) -> Extension | Library:
             init,
             f"imports neither {DEF_INIT} nor {SET_GIL}: no way to declare Py_mod_gil",
         )
-    if not code.can_walk(image.arch):
+    if not code.can_walk(image):
         return record(Gil.UNKNOWN, Init.UNKNOWN, f"no code reader for {image.arch} yet")
 
     entry = image.exports[entry_name]
@@ -198,7 +198,7 @@ Record = Callable[[Gil, Init, str], Extension]
 
 def _judge_export(image: Image, entry_name: str, record: Record) -> Extension:
     """PEP 793: PyModExport_<name> returns the slot array itself."""
-    if not code.can_walk(image.arch):
+    if not code.can_walk(image):
         return record(Gil.UNKNOWN, Init.EXPORT, f"no code reader for {image.arch} yet")
     walk = code.walk(image, image.exports[entry_name])
     findings = set()
@@ -243,7 +243,7 @@ def _decide(
             multi.setdefault(finding.gil, finding.detail)
         elif ev.name == SET_GIL:
             value = ev.args[1]
-            where = f"call at {ev.at:#x}"
+            where = f"call near {ev.at:#x}"
             if value == slots.PY_MOD_GIL_NOT_USED:
                 single.setdefault(Gil.NOT_USED, f"{SET_GIL}(module, Py_MOD_GIL_NOT_USED), {where}")
             elif value == slots.PY_MOD_GIL_USED:

@@ -22,6 +22,30 @@ STACK_BASE = 0x7F00_0000_0000_0000
 # on the heap).
 HEAP_BASE = 0x7C00_0000_0000_0000
 HEAP_BLOCK = 0x10000
+# The same ranges for 32-bit images, whose registers and pointers hold 32 bits.
+_RANGES_32 = (0xC000_0000, 0xE000_0000, 0xF000_0000)  # heap, imports, stack
+
+
+@dataclass(frozen=True, slots=True)
+class Ranges:
+    """Where fake addresses live for one image: heap blocks, imports, the stack."""
+
+    heap: int
+    imports: int
+    stack: int
+
+    @classmethod
+    def for_pointer_size(cls, pointer_size: int) -> Ranges:
+        if pointer_size == 4:
+            return cls(*_RANGES_32)
+        return cls(HEAP_BASE, IMPORT_BASE, STACK_BASE)
+
+    def is_heap(self, addr: int) -> bool:
+        return self.heap <= addr < self.imports
+
+    def is_dynamic(self, addr: int) -> bool:
+        """Heap or stack: memory the program writes at run time, outside the image."""
+        return addr >= self.heap
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +81,10 @@ class Image:
     _import_addr: dict[str, int] = field(default_factory=dict)
     _import_name: dict[int, str] = field(default_factory=dict)
 
+    @property
+    def ranges(self) -> Ranges:
+        return Ranges.for_pointer_size(self.pointer_size)
+
     def ensure_relocated(self) -> None:
         if self.finish is not None:
             finish, self.finish = self.finish, None
@@ -66,7 +94,7 @@ class Image:
         """The fake address that stands for imported symbol `name`."""
         addr = self._import_addr.get(name)
         if addr is None:
-            addr = IMPORT_BASE + IMPORT_STRIDE * (len(self._import_addr) + 1)
+            addr = self.ranges.imports + IMPORT_STRIDE * (len(self._import_addr) + 1)
             self._import_addr[name] = addr
             self._import_name[addr] = name
         return addr
@@ -149,8 +177,8 @@ class Image:
         for name, start, size in self.sections:
             if start <= addr < start + size and name:
                 return f"{name}+{addr - start:#x}"
-        if HEAP_BASE <= addr < IMPORT_BASE:
-            block, offset = divmod(addr - HEAP_BASE, HEAP_BLOCK)
+        if self.ranges.is_heap(addr):
+            block, offset = divmod(addr - self.ranges.heap, HEAP_BLOCK)
             return f"heap block {block} the init code allocated+{offset:#x}"
         return f"{addr:#x}"
 
