@@ -108,10 +108,6 @@ class ArtifactFacts:
     unreadable: tuple[tuple[str, str], ...] = ()
     classifiers: tuple[str, ...] = ()
 
-    @property
-    def is_pure(self) -> bool:
-        return not self.extensions and not self.libraries and not self.unreadable
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Dependency:
@@ -122,8 +118,6 @@ class Dependency:
     version: str | None
     direct: bool = True
     required_by: tuple[str, ...] = ()
-    # Where the installed files are, when the source is an installed environment.
-    installed_path: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,7 +151,6 @@ class Installed:
     classifiers: tuple[str, ...]
     wheel_tags: tuple[str, ...]  # from the dist-info WHEEL file ('' when absent)
     installer: str = ""
-    requires_python: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,7 +215,3 @@ _STATUS_ORDER = {status: i for i, status in enumerate(Status)}
 def worst(statuses: Iterable[Status]) -> Status:
     """The worst of some statuses (ready < gil < ... < unknown)."""
     return max(statuses, key=_STATUS_ORDER.__getitem__, default=Status.READY)
-
-
-def status_rank(status: Status) -> int:
-    return _STATUS_ORDER[status]

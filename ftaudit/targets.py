@@ -165,10 +165,3 @@ def extension_loadable(path: str, target: Target) -> bool:
     if ".abi3t." in name:
         return target.version >= (3, 15)
     return True
-
-
-def stable_abi_note(wheel_tags: Sequence[str], target: Target) -> str | None:
-    """Why an abi3 wheel does not count for a free-threaded target, when that is the case."""
-    if any("-abi3-" in t for t in wheel_tags) and not any("-abi3t-" in t for t in wheel_tags):
-        return f"abi3 wheels do not load on free-threaded {target.name}; abi3t (3.15+) does"
-    return None

@@ -18,7 +18,7 @@ turns missing evidence into `unknown`, never into a declaration.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,8 +236,6 @@ class Walk:
     steps: int = 0
     paths: int = 0
     exhausted: bool = False  # a budget ran out before every path ended
-    undecodable: int = 0  # instructions capstone could not decode
-    lost: int = 0  # indirect jumps to unknown targets
     declared_at: int | None = None  # steps taken when a path first reached a declaration
 
 
@@ -369,7 +367,6 @@ class _Machine(ABC):
                 continue
             insn = self.decode(state.pc)
             if insn is None:
-                result.undecodable += 1
                 return
             result.steps += 1
             if not self.step(state, insn, todo, result):
@@ -405,16 +402,12 @@ class _Machine(ABC):
         """A call instruction: into an import, into our own code, or somewhere unknown."""
         state.flags = None
         if isinstance(target, int):
-            name = self.image.import_at(target)
+            # An import, directly or through a PLT-style stub (resolved up front so that
+            # stubs do not use up the call depth).
+            name = self.image.import_at(target) or self._stub_import(target)
             if name is not None:
                 self._event(state, name, result)
                 self._after_import(state, name)
-                state.pc = ret
-                return
-            stub = self._stub_import(target)
-            if stub is not None:
-                self._event(state, stub, result)
-                self._after_import(state, stub)
                 state.pc = ret
                 return
             if (
@@ -542,7 +535,6 @@ class _Machine(ABC):
     def jump(self, state: _State, target: Value, result: Walk) -> bool:
         """An unconditional jump; False when the path ends."""
         if not isinstance(target, int):
-            result.lost += 1
             return False
         state.pc = target
         return True
@@ -1354,7 +1346,3 @@ class _Arm64(_Machine):
                 if parent not in ("nzcv", "zr"):
                     state.regs.pop(parent, None)
         return True
-
-
-def arguments_at(events: Sequence[Event], name: str) -> list[Event]:
-    return [e for e in events if e.name == name]

@@ -53,7 +53,6 @@ def layouts(pointer_size: int) -> dict[str, Layout]:
 class SlotFinding:
     gil: Gil
     detail: str
-    slots_at: int | None = None
 
 
 def read_slots(
@@ -77,7 +76,6 @@ def read_slots(
             return SlotFinding(
                 Gil.UNDECLARED,
                 f"slot array at {where} has no Py_mod_gil slot (slot ids: {names})",
-                slots_at=slots_addr,
             )
         if slot_id not in _MODULE_SLOT_IDS:
             return SlotFinding(
@@ -88,11 +86,9 @@ def read_slots(
             value = mem.read_pointer(at + pointer_size)
             label = f"slot {i} at {where}" + (f", Py_mod_gil id {slot_id}" if slot_id != 4 else "")
             if value == PY_MOD_GIL_NOT_USED:
-                return SlotFinding(
-                    Gil.NOT_USED, f"Py_mod_gil = Py_MOD_GIL_NOT_USED ({label})", slots_addr
-                )
+                return SlotFinding(Gil.NOT_USED, f"Py_mod_gil = Py_MOD_GIL_NOT_USED ({label})")
             if value == PY_MOD_GIL_USED:
-                return SlotFinding(Gil.USED, f"Py_mod_gil = Py_MOD_GIL_USED ({label})", slots_addr)
+                return SlotFinding(Gil.USED, f"Py_mod_gil = Py_MOD_GIL_USED ({label})")
             shown = "not known statically" if value is None else f"{value:#x}"
             return SlotFinding(Gil.UNKNOWN, f"Py_mod_gil value {shown} ({label})")
     return SlotFinding(Gil.UNKNOWN, f"slot array at {where} has no terminator")

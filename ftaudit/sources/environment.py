@@ -257,7 +257,6 @@ def _installed(dist: metadata.Distribution) -> Installed | None:
         classifiers=tuple(meta.get_all("Classifier") or ()),
         wheel_tags=wheel_tags,
         installer=(dist.read_text("INSTALLER") or "").strip(),
-        requires_python=meta["Requires-Python"],
     )
 
 

@@ -68,7 +68,6 @@ def dependencies_from_installed(
                 version=d.version,
                 direct=direct,
                 required_by=required_by,
-                installed_path=d.site_dir,
             )
         )
     return out
