@@ -36,7 +36,7 @@ from pathlib import Path
 
 from ftaudit.cache import Cache
 from ftaudit.index import select
-from ftaudit.index.http import Http
+from ftaudit.index.http import Http, fetch_artifact
 from ftaudit.index.pipconfig import pip_index_config
 from ftaudit.index.simple import Index, IndexFile
 from ftaudit.inspect.artifact import inspect_wheel
@@ -98,11 +98,7 @@ def wheel_for(index: Index, name: str, version: str, platform: str) -> IndexFile
 
 
 def fetch(index: Index, cache: Cache, wheel: IndexFile) -> Path:
-    key = wheel.sha256 or wheel.filename
-    dest = cache.artifact_path(key, wheel.filename)
-    if not dest.is_file():
-        index.http.download(wheel.url, dest, wheel.sha256)
-    return dest
+    return fetch_artifact(index.http, cache, wheel.url, wheel.filename, wheel.sha256)
 
 
 def verdicts(facts: ArtifactFacts) -> dict[str, str]:

@@ -7,6 +7,7 @@ everything with its own, possibly better, readers.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sqlite3
@@ -112,9 +113,12 @@ class Cache:
 
     # artifacts
 
-    def artifact_path(self, sha256: str, filename: str) -> Path:
+    def artifact_path(self, url: str, filename: str, sha256: str | None) -> Path:
+        """Where the artifact at `url` is kept: under its sha256, or, when the index gave
+        none, under a hash of its URL."""
+        key = sha256 or "url-" + hashlib.sha256(url.encode()).hexdigest()
         safe = Path(filename).name  # never let an index-supplied name leave the cache
-        return self.root / "artifacts" / sha256[:2] / sha256 / safe
+        return self.root / "artifacts" / key[:2] / key / safe
 
     def info(self) -> dict[str, object]:
         artifacts = list((self.root / "artifacts").rglob("*.*"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import sys
@@ -382,7 +381,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _download_for_inspect(args: argparse.Namespace, url: str) -> Path:
     from ftaudit.cache import Cache, default_cache_dir
-    from ftaudit.index.http import Http
+    from ftaudit.index.http import Http, fetch_artifact
 
     base, _, fragment = url.partition("#")
     sha = fragment.split("=", 1)[1] if fragment.startswith("sha256=") else None
@@ -391,12 +390,9 @@ def _download_for_inspect(args: argparse.Namespace, url: str) -> Path:
         raise InputError(f"{url}: not a wheel URL")
     cache = Cache(args.cache_dir or default_cache_dir())
     try:
-        key = sha or "url-" + hashlib.sha256(base.encode()).hexdigest()
-        dest = cache.artifact_path(key, filename)
-        if not dest.is_file():
+        if not cache.artifact_path(base, filename, sha).is_file():
             _say(args, f"downloading {filename}")
-            Http().download(base, dest, sha)
-        return dest
+        return fetch_artifact(Http(), cache, base, filename, sha)
     finally:
         cache.close()
 

@@ -7,7 +7,6 @@ free-threaded interpreter the binary readers run in parallel too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from ftaudit.cache import Cache
 from ftaudit.codec import facts_from_dict, facts_to_dict
 from ftaudit.errors import FtauditError, InputError, PackageIndexError
 from ftaudit.index import select
+from ftaudit.index.http import fetch_artifact
 from ftaudit.index.simple import Index, IndexFile, NotOnIndex, Offline
 from ftaudit.inspect import READER_REVISION
 from ftaudit.inspect.artifact import (
@@ -329,18 +329,12 @@ class Scanner:
         return facts
 
     def _download(self, wheel: IndexFile) -> Path:
-        key = wheel.sha256 or _url_key(wheel.url)
-        dest = self.cache.artifact_path(key, wheel.filename)
-        if dest.is_file():
-            return dest
-        if self.settings.offline:
+        cached = self.cache.artifact_path(wheel.url, wheel.filename, wheel.sha256)
+        if self.settings.offline and not cached.is_file():
             raise Offline("offline, and the wheel is not in the cache")
-        self.index().http.download(wheel.url, dest, wheel.sha256)
-        return dest
-
-
-def _url_key(url: str) -> str:
-    return "url-" + hashlib.sha256(url.encode()).hexdigest()
+        return fetch_artifact(
+            self.index().http, self.cache, wheel.url, wheel.filename, wheel.sha256
+        )
 
 
 def _offline_reason(inst: Installed | None, reason: str) -> str:

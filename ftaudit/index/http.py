@@ -17,6 +17,7 @@ import urllib3
 from urllib3.response import BaseHTTPResponse
 
 from ftaudit import __version__
+from ftaudit.cache import Cache
 from ftaudit.errors import PackageIndexError
 
 MAX_PAGE_BYTES = 64 * 1024 * 1024
@@ -161,6 +162,14 @@ class Http:
             if resp.status != 200:
                 raise PackageIndexError(f"{url}: HTTP {resp.status}")
             yield from resp.stream(CHUNK)
+
+
+def fetch_artifact(http: Http, cache: Cache, url: str, filename: str, sha256: str | None) -> Path:
+    """The artifact at `url`, from the cache, else downloaded into it (hash checked)."""
+    dest = cache.artifact_path(url, filename, sha256)
+    if not dest.is_file():
+        http.download(url, dest, sha256)
+    return dest
 
 
 def _reason(exc: Exception) -> str:
