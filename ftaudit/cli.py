@@ -9,19 +9,27 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 
 from ftaudit import __version__
 from ftaudit.errors import FtauditError, InputError, UsageError
-from ftaudit.model import Report, Status
+from ftaudit.model import Installed, Report, Source, Status, Target
+
+if TYPE_CHECKING:
+    from ftaudit.sources.detect import Detected
+    from ftaudit.sources.plan import Plan
 
 EPILOG_SCAN = """\
 examples:
-  ftaudit scan                          the project here: its .venv
+  ftaudit scan                          the project here: its lockfile, else its .venv,
+                                        else requirements*.txt, else pyproject.toml
+  ftaudit scan uv.lock --target 3.14t --platform linux-x86_64,windows-amd64
+  ftaudit scan -r requirements.txt -r requirements-dev.txt
   ftaudit scan --python .venv/bin/python --target 3.14t
   ftaudit scan --env /opt/conda/envs/ml --format json -o report.json
   ftaudit scan --target 3.13t,3.14t --fail-on gil,blocked,unknown
+  ftaudit scan --why numpy              who pulls numpy in
 
 exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or input error
 """
@@ -59,9 +67,25 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         default=".",
         metavar="PATH",
-        help="project directory (default: .) or an environment directory",
+        help="project directory (default: .), an environment directory, a lockfile, a "
+        "requirements file or a pyproject.toml",
     )
     where = scan.add_mutually_exclusive_group()
+    where.add_argument(
+        "--lockfile",
+        metavar="FILE",
+        type=Path,
+        help="read this lockfile (uv.lock, poetry.lock, pylock.toml, pdm.lock, Pipfile.lock)",
+    )
+    where.add_argument(
+        "-r",
+        "--requirement",
+        metavar="FILE",
+        type=Path,
+        action="append",
+        default=[],
+        help="read this requirements file (repeatable)",
+    )
     where.add_argument("--python", metavar="PY", help="scan the environment of this interpreter")
     where.add_argument(
         "--env", metavar="DIR", type=Path, help="scan this environment directory (venv or conda)"
@@ -97,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-inspect", action="store_true", help="judge by wheel tags only; do not read binaries"
     )
     scan.add_argument("--format", choices=["table", "json"], default="table")
+    scan.add_argument(
+        "--why",
+        metavar="NAME",
+        help="show the chains of requirements that pull NAME in, then the report",
+    )
     scan.add_argument(
         "-o",
         "--output",
@@ -239,53 +268,43 @@ def _scan(args: argparse.Namespace) -> int:
     from ftaudit.index.http import Http
     from ftaudit.index.pipconfig import pip_index_config
     from ftaudit.index.simple import Index
-    from ftaudit.model import Source
     from ftaudit.report import OutputFormat, render
     from ftaudit.scan import Scanner, ScanSettings
     from ftaudit.sources.detect import detect
-    from ftaudit.sources.environment import installed_distributions
-    from ftaudit.sources.graph import dependencies_from_installed
-    from ftaudit.targets import parse_platforms, parse_targets, targets_for_requires_python
+    from ftaudit.targets import parse_platforms, parse_targets, this_platform
 
     fail_on = _parse_fail_on(args.fail_on)
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     explicit_targets = parse_targets(args.target) if args.target else None
     explicit_platforms = parse_platforms(args.platform) if args.platform else None
-    found = detect(Path(args.path), python=args.python, env_dir=args.env)
-    env, project = found.environment, found.project
-    if explicit_targets is not None:
-        targets = explicit_targets
-    elif env.version[:2] >= (3, 13):
-        targets = parse_targets(f"{env.version[0]}.{env.version[1]}t")
-    else:
-        targets = targets_for_requires_python(project.requires_python if project else None)
-    platforms = explicit_platforms or (env.platform,)
-
-    installed = installed_distributions(env)
-    marker_env = dict(env.marker_env)
-    installed_names = {d.name for d in installed}
-    # The project's declared dependencies say what is direct, when they describe this
-    # environment at all (a --python pointing elsewhere may have nothing in common).
-    direct = set(project.direct) if project and project.direct & installed_names else None
-    dependencies = dependencies_from_installed(installed, marker_env, direct)
-    described = (
-        f"{found.label} ({env.kind}, CPython {'.'.join(map(str, env.version))}"
-        f"{', free-threaded' if env.free_threaded else ''})"
+    found = detect(
+        Path(args.path),
+        python=args.python,
+        env_dir=args.env,
+        lockfile=args.lockfile,
+        requirements=tuple(args.requirement),
     )
+    env = found.environment
+    targets = explicit_targets or _default_targets(found)
+    platforms = explicit_platforms or ((env.platform,) if env else (this_platform(),))
+    plan, sources, notes, installed, index_urls = _plan(found, targets, platforms)
+    count = len({d.name for deps in plan.values() for d in deps})
     _say(
         args,
-        f"scanning {described}: {len(dependencies)} distributions for "
+        f"scanning {_describe(found)}: {count} distributions for "
         f"{', '.join(t.name for t in targets)} on {', '.join(platforms)}",
     )
 
     cache = Cache(args.cache_dir or default_cache_dir())
+    index_url = args.index_url or (index_urls[0] if index_urls else None)
+    extra_urls = tuple(args.extra_index_url) or index_urls[1:]
 
     def make_index() -> Index:
         if args.offline and not cache.has_pages():
             # Nothing cached to look up: asking pip which index it would use is wasted time.
             return Index((), Http(), cache, offline=True)
-        config = pip_index_config(env.executable, args.index_url, tuple(args.extra_index_url))
+        config = pip_index_config(env.executable if env else None, index_url, extra_urls)
         if args.verbose:
             print(f"ftaudit: index: {', '.join(config.urls)}", file=sys.stderr)
         return Index(config.urls, Http(cert=config.cert), cache, offline=args.offline)
@@ -297,19 +316,19 @@ def _scan(args: argparse.Namespace) -> int:
         inspect=not args.no_inspect,
         jobs=args.jobs,
     )
-    sources = (Source(kind="environment", path=found.label),)
-    by_name = {d.name: d for d in installed}
     try:
         if _is_tty(sys.stderr) and not args.quiet:
             report = _with_progress(
                 lambda progress: Scanner(settings, cache, make_index, progress).scan(
-                    dependencies, sources, by_name, env
+                    plan, sources, installed, env, notes
                 )
             )
         else:
-            report = Scanner(settings, cache, make_index).scan(dependencies, sources, by_name, env)
+            report = Scanner(settings, cache, make_index).scan(plan, sources, installed, env, notes)
     finally:
         cache.close()
+    if args.why:
+        _why(report, args.why)
     fmt = OutputFormat(args.format)
     color = args.output is None and _color(sys.stdout)
     _emit(
@@ -324,6 +343,105 @@ def _scan(args: argparse.Namespace) -> int:
     )
     findings = any(v.status in fail_on for p in report.packages for v in p.verdicts)
     return 1 if findings else 0
+
+
+def _default_targets(found: Detected) -> tuple[Target, ...]:
+    from ftaudit.targets import parse_targets, targets_for_requires_python
+
+    env = found.environment
+    if env is not None and env.version[:2] >= (3, 13):
+        return parse_targets(f"{env.version[0]}.{env.version[1]}t")
+    return targets_for_requires_python(found.project.requires_python if found.project else None)
+
+
+def _describe(found: Detected) -> str:
+    env = found.environment
+    if env is None:
+        return f"{found.label} ({found.kind})"
+    return (
+        f"{found.label} ({env.kind}, CPython {'.'.join(map(str, env.version))}"
+        f"{', free-threaded' if env.free_threaded else ''})"
+    )
+
+
+def _plan(
+    found: Detected, targets: tuple[Target, ...], platforms: tuple[str, ...]
+) -> tuple[Plan, tuple[Source, ...], list[str], dict[str, Installed], tuple[str, ...]]:
+    """What each target installs, from whichever source was found."""
+    from ftaudit.sources.environment import installed_distributions
+    from ftaudit.sources.graph import dependencies_from_installed
+    from ftaudit.sources.plan import lock_plan, requested_plan, uniform_plan
+
+    notes: list[str] = []
+    if found.environment is not None:
+        env, project = found.environment, found.project
+        dists = installed_distributions(env)
+        names = {d.name for d in dists}
+        # The project's declared dependencies say what is direct, when they describe this
+        # environment at all (a --python pointing elsewhere may have nothing in common).
+        direct = set(project.direct) if project and project.direct & names else None
+        deps = dependencies_from_installed(dists, dict(env.marker_env), direct)
+        source = Source(kind="environment", path=found.label)
+        installed = {d.name: d for d in dists}
+        return uniform_plan(deps, targets, platforms), (source,), notes, installed, ()
+    if found.lock is not None:
+        lock = found.lock
+        source = Source(kind=lock.kind, path=lock.path)
+        if lock.kind in ("Pipfile.lock", "pylock.toml"):
+            notes.append(f"{lock.kind} records no dependency edges: required_by is unknown")
+        return lock_plan(lock, targets, platforms), (source,), notes, {}, lock.index_urls
+    if found.requirements is not None:
+        reqs = found.requirements
+        if reqs.no_index:
+            raise InputError(f"{reqs.files[0]}: --no-index leaves no package index to look in")
+        plan = requested_plan(reqs.requested, targets, platforms)
+        sources = tuple(Source(kind="requirements", path=f) for f in reqs.files)
+        urls = ((reqs.index_url,) if reqs.index_url else ()) + reqs.extra_index_urls
+        notes.extend(_unlocked_note(plan))
+        return plan, sources, notes, {}, urls
+    project = found.project
+    assert project is not None
+    plan = requested_plan(project.requested, targets, platforms)
+    notes.extend(_unlocked_note(plan))
+    return plan, (Source(kind="pyproject", path=str(project.path)),), notes, {}, ()
+
+
+def _unlocked_note(plan: Plan) -> list[str]:
+    unlocked = sorted({d.display_name for deps in plan.values() for d in deps if not d.locked})
+    if not unlocked:
+        return []
+    return [
+        f"not locked: {', '.join(unlocked)}: each is judged at the newest release the target "
+        "installs, and their own dependencies are not followed; scan a lockfile for the "
+        "complete set"
+    ]
+
+
+def _why(report: Report, name: str) -> None:
+    """Print every chain from a direct requirement to `name` (stderr, before the report)."""
+    from packaging.utils import canonicalize_name
+
+    wanted = canonicalize_name(name)
+    deps = {p.dependency.name: p.dependency for p in report.packages}
+    if wanted not in deps:
+        raise UsageError(f"--why {name}: not among the scanned packages")
+    chains: list[list[str]] = []
+
+    def walk(node: str, path: list[str]) -> None:
+        dep = deps.get(node)
+        if dep is None or len(chains) >= 20:
+            return
+        if dep.direct or not dep.required_by:
+            chains.append([node, *path])
+        for parent in dep.required_by:
+            if parent not in path and parent != node:
+                walk(parent, [node, *path])
+
+    walk(wanted, [])
+    print(f"why {deps[wanted].display_name}:", file=sys.stderr)
+    for chain in chains:
+        shown = " -> ".join(deps[n].display_name if n in deps else n for n in chain)
+        print(f"  project -> {shown}", file=sys.stderr)
 
 
 def _with_progress(run: Callable[[Callable[[str, int, int], None]], Report]) -> Report:

@@ -23,3 +23,7 @@ class PackageIndexError(FtauditError):
 
 class BinaryFormatError(Exception):
     """A binary could not be parsed; inside a scan this becomes a per-package 'unknown'."""
+
+
+class HashMismatch(PackageIndexError):
+    """An artifact is not the one a lock or a --hash pins."""

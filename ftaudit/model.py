@@ -110,6 +110,20 @@ class ArtifactFacts:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PinnedFile:
+    """An artifact a lock or a hash-checking requirements file pins for a package."""
+
+    filename: str
+    url: str | None  # None: look the file up on the index by name and hash
+    hashes: tuple[tuple[str, str], ...] = ()  # (algorithm, hex digest), lower case
+    size: int | None = None
+
+    @property
+    def sha256(self) -> str | None:
+        return next((h for algo, h in self.hashes if algo == "sha256"), None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Dependency:
     """One distribution the project depends on, as a source reported it."""
 
@@ -118,6 +132,88 @@ class Dependency:
     version: str | None
     direct: bool = True
     required_by: tuple[str, ...] = ()
+    # Where the version comes from: a lock or an exact pin (True), or ftaudit chose the
+    # newest release the target can install (False).
+    locked: bool = True
+    files: tuple[PinnedFile, ...] = ()  # what the source pins; empty: the index decides
+    # Hashes the source accepts for any artifact of this package ("--hash" lines).
+    hashes: tuple[tuple[str, str], ...] = ()
+    # Index URL the source names for this package (a lock's registry), if any.
+    index: str | None = None
+    # Not from an index: a URL, a local path or a VCS checkout ("url", "path", "vcs").
+    direct_reference: str | None = None
+    specifier: str = ""  # what an unlocked requirement allows
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Requested:
+    """A requirement the project states itself: a requirements line or a pyproject entry."""
+
+    requirement: str  # PEP 508 text (with ``name @ url`` for direct references)
+    name: str  # canonical
+    origin: str  # "file:line" or "pyproject.toml: project.dependencies"
+    hashes: tuple[tuple[str, str], ...] = ()
+    constraint: bool = False  # from a -c file: limits versions, installs nothing
+    editable: bool = False
+    via: tuple[str, ...] = ()  # "# via" annotations of pip-compile / uv pip compile
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequirementSet:
+    """What requirements files (or a pyproject) ask for, and the index options they set."""
+
+    requested: tuple[Requested, ...]
+    files: tuple[str, ...]  # every file read, includes too
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    no_index: bool = False
+    pre: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Edge:
+    """A requirement of one locked package (or of the project) on another."""
+
+    name: str  # canonical
+    marker: str | None = None
+    extras: tuple[str, ...] = ()
+    specifier: str = ""
+    version: str | None = None  # the locked version it points at, when the lock says
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockedPackage:
+    """One package entry of a lockfile, whatever the format."""
+
+    name: str  # canonical
+    display_name: str
+    version: str | None
+    marker: str | None = None  # the lock's own "needed when" for the package
+    requires_python: str | None = None
+    files: tuple[PinnedFile, ...] = ()
+    dependencies: tuple[Edge, ...] = ()
+    optional: tuple[tuple[str, tuple[Edge, ...]], ...] = ()  # extra -> its edges
+    index: str | None = None
+    direct_reference: str | None = None
+    is_project: bool = False  # the project itself (uv's virtual/editable root)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockGraph:
+    """A lockfile read into one shape: its packages and where installation starts.
+
+    With `roots`, a package is installed when it is reachable from a root through edges
+    whose markers hold (uv.lock). Without, each package carries its own marker and is
+    installed when that holds (pylock.toml, Pipfile.lock, pdm.lock, poetry.lock); its
+    edges then only say who requires whom.
+    """
+
+    kind: str
+    path: str
+    packages: tuple[LockedPackage, ...]
+    roots: tuple[Edge, ...] | None = None
+    direct: frozenset[str] = frozenset()
+    index_urls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,6 +266,8 @@ class Verdict:
     reason: str
     artifact: str | None = None
     use_version: str | None = None
+    # The version judged when the source did not lock one (the newest the target installs).
+    version: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

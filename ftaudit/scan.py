@@ -11,7 +11,7 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,7 +21,7 @@ from ftaudit import __version__
 from ftaudit.assess import Candidate, Judgement, assess, judge_artifact
 from ftaudit.cache import Cache
 from ftaudit.codec import facts_from_dict, facts_to_dict
-from ftaudit.errors import FtauditError, InputError, PackageIndexError
+from ftaudit.errors import FtauditError, HashMismatch, InputError, PackageIndexError
 from ftaudit.index import select
 from ftaudit.index.http import fetch_artifact
 from ftaudit.index.simple import Index, IndexFile, NotOnIndex, Offline
@@ -45,6 +45,7 @@ from ftaudit.model import (
     Target,
     Verdict,
 )
+from ftaudit.sources.plan import Plan
 from ftaudit.targets import supported_tags
 
 T = TypeVar("T")
@@ -111,17 +112,19 @@ class Scanner:
 
     def scan(
         self,
-        dependencies: Sequence[Dependency],
+        plan: Plan,
         sources: Sequence[Source],
         installed: dict[str, Installed] | None = None,
         environment: Environment | None = None,
+        notes: Sequence[str] = (),
     ) -> Report:
+        """Judge every dependency the plan lists for each (target, platform)."""
         installed = installed or {}
         jobs = [
             (dep, target, platform)
-            for dep in dependencies
             for target in self.settings.targets
             for platform in self.settings.platforms
+            for dep in plan.get((target, platform), ())
         ]
         done = 0
         lock = threading.Lock()
@@ -129,7 +132,10 @@ class Scanner:
         def run(job: tuple[Dependency, Target, str]) -> tuple[Verdict, ArtifactFacts | None]:
             nonlocal done
             dep, target, platform = job
-            result = self._evaluate(dep, installed.get(dep.name), environment, target, platform)
+            try:
+                result = self._evaluate(dep, installed.get(dep.name), environment, target, platform)
+            except FtauditError as exc:
+                result = (self._unknown(target, platform, str(exc)), None)
             with lock:
                 done += 1
                 if self._progress is not None:
@@ -140,16 +146,24 @@ class Scanner:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ftaudit") as pool:
             results = list(pool.map(run, jobs))
 
-        by_dep: dict[str, list[tuple[Verdict, ArtifactFacts | None]]] = {}
+        # One report per (name, version): a lock may hold two versions of a package for
+        # different Pythons, and each is judged only where it is installed.
+        by_key: dict[tuple[str, str | None], list[tuple[Verdict, ArtifactFacts | None]]] = {}
+        deps: dict[tuple[str, str | None], Dependency] = {}
         for (dep, _t, _p), result in zip(jobs, results, strict=True):
-            by_dep.setdefault(dep.name, []).append(result)
+            key = (dep.name, dep.version)
+            by_key.setdefault(key, []).append(result)
+            if key in deps:
+                deps[key] = _merge_dependency(deps[key], dep)
+            else:
+                deps[key] = dep
         packages = []
-        for dep in dependencies:
-            pairs = by_dep.get(dep.name, [])
+        for key in sorted(deps, key=lambda k: (k[0], k[1] or "")):
+            pairs = by_key[key]
             facts = next((f for _v, f in pairs if f is not None), None)
             packages.append(
                 PackageReport(
-                    dependency=dep,
+                    dependency=deps[key],
                     verdicts=tuple(v for v, _f in pairs),
                     extensions=facts.extensions if facts else (),
                     libraries=facts.libraries if facts else (),
@@ -161,6 +175,7 @@ class Scanner:
             platforms=self.settings.platforms,
             sources=tuple(sources),
             packages=tuple(packages),
+            notes=tuple(notes),
         )
 
     # --- one package, one target, one platform -----------------------------------------
@@ -173,6 +188,15 @@ class Scanner:
         target: Target,
         platform: str,
     ) -> tuple[Verdict, ArtifactFacts | None]:
+        if dep.direct_reference:
+            return Verdict(
+                target=target,
+                platform=platform,
+                status=Status.BUILD,
+                evidence=None,
+                reason=f"not from an index ({dep.direct_reference}): it is built from "
+                "source, and what the build declares is known only after building it",
+            ), None
         version = dep.version or ""
         facts: ArtifactFacts | None = None
         current: Candidate | None = None
@@ -193,8 +217,13 @@ class Scanner:
             )
             if current.judgement is not None and current.judgement.status is Status.READY:
                 return assess(target, platform, current), facts
+        elif dep.files and all(f.url for f in dep.files):
+            # The lock names the very files: judge those, whatever the index says today.
+            facts, current = self._pinned_candidate(dep, target, platform)
+            if current.judgement is not None and current.judgement.status is Status.READY:
+                return assess(target, platform, current), facts
         try:
-            releases = select.group_releases(dep.name, self.index().files(dep.name))
+            releases = select.group_releases(dep.name, self._index_files(dep))
         except Offline:
             reason = "offline, and the index page is not in the cache"
             if current is not None:
@@ -204,10 +233,24 @@ class Scanner:
             if current is not None:
                 return assess(target, platform, current), facts
             return self._unknown(target, platform, str(exc)), facts
+        except HashMismatch as exc:
+            return self._unknown(target, platform, str(exc)), None
         except (PackageIndexError, InputError) as exc:
             if current is not None:
                 return assess(target, platform, current, lookup_error=str(exc)), facts
             return self._unknown(target, platform, f"index lookup failed: {exc}"), facts
+
+        chosen_version: str | None = None
+        if not dep.version:
+            newest = select.newest_installable(releases, dep.specifier, target, platform)
+            if newest is None:
+                return self._unknown(
+                    target,
+                    platform,
+                    f"not locked, and no release{_matching(dep.specifier)} on "
+                    f"{self.index().describe()} installs on {target.name}",
+                ), facts
+            version = chosen_version = str(newest.version)
 
         parsed = select.parse_version(version)
         lookup_error = None
@@ -217,6 +260,7 @@ class Scanner:
                 lookup_error = f"{version} is not on {self.index().describe()}"
                 current = Candidate(version=version)
             else:
+                release = _restrict_to_pins(release, dep)
                 wheel = select.best_wheel(release, target, platform, allow_yanked=True)
                 if wheel is not None:
                     facts, judgement = self._judge_file(wheel, target)
@@ -224,7 +268,7 @@ class Scanner:
                         version=version, artifact=wheel.filename, judgement=judgement
                     )
                     if judgement.status is Status.READY:
-                        return assess(target, platform, current), facts
+                        return _versioned(assess(target, platform, current), chosen_version), facts
                 else:
                     has_sdist = select.sdist(release, target, allow_yanked=True) is not None
                     current = Candidate(version=version, sdist=has_sdist)
@@ -260,7 +304,39 @@ class Scanner:
             build_from=build_from,
             lookup_error=lookup_error,
         )
-        return verdict, facts
+        return _versioned(verdict, chosen_version), facts
+
+    def _index_files(self, dep: Dependency) -> list[IndexFile]:
+        files = self.index().files(dep.name)
+        if dep.files and not all(f.url for f in dep.files):
+            _check_pinned_hashes(dep, files)
+        return files
+
+    def _pinned_candidate(
+        self, dep: Dependency, target: Target, platform: str
+    ) -> tuple[ArtifactFacts | None, Candidate]:
+        files = [
+            IndexFile(
+                filename=f.filename,
+                url=f.url or "",
+                sha256=f.sha256,
+                requires_python=None,
+                yanked=False,
+                size=f.size,
+            )
+            for f in dep.files
+        ]
+        version = dep.version or ""
+        release = select.group_releases(dep.name, files).get(
+            select.parse_version(version) or Version("0")
+        )
+        if release is None:
+            return None, Candidate(version=version)
+        wheel = select.best_wheel(release, target, platform, allow_yanked=True)
+        if wheel is None:
+            return None, Candidate(version=version, sdist=bool(release.sdists))
+        facts, judgement = self._judge_file(wheel, target)
+        return facts, Candidate(version=version, artifact=wheel.filename, judgement=judgement)
 
     def _first_with_wheel(
         self, releases: list[select.Release], target: Target, platform: str
@@ -335,6 +411,63 @@ class Scanner:
         return fetch_artifact(
             self.index().http, self.cache, wheel.url, wheel.filename, wheel.sha256
         )
+
+
+def _matching(specifier: str) -> str:
+    return f" matching {specifier}" if specifier else ""
+
+
+def _versioned(verdict: Verdict, version: str | None) -> Verdict:
+    if version is None:
+        return verdict
+    return replace(
+        verdict,
+        version=version,
+        reason=f"{verdict.reason} (not locked: {version} is the newest release it installs)",
+    )
+
+
+def _merge_dependency(a: Dependency, b: Dependency) -> Dependency:
+    """The same package from two (target, platform) plans: who requires it in any."""
+    return replace(
+        a,
+        direct=a.direct or b.direct,
+        required_by=tuple(sorted(set(a.required_by) | set(b.required_by))),
+    )
+
+
+def _restrict_to_pins(release: select.Release, dep: Dependency) -> select.Release:
+    """Only the files the lock or the requirement's hashes accept."""
+    names = {f.filename for f in dep.files if f.filename}
+    hashes = {h for f in dep.files for algo, h in f.hashes if algo == "sha256"}
+    hashes |= {h for algo, h in dep.hashes if algo == "sha256"}
+    if not names and not hashes:
+        return release
+
+    def accepted(f: IndexFile) -> bool:
+        if names and f.filename in names:
+            return True
+        return bool(hashes) and not names and f.sha256 in hashes
+
+    return select.Release(
+        version=release.version,
+        wheels=[(f, t) for f, t in release.wheels if accepted(f)],
+        sdists=[f for f in release.sdists if accepted(f)],
+    )
+
+
+def _check_pinned_hashes(dep: Dependency, files: list[IndexFile]) -> None:
+    """A file the lock pins by name must be the same bytes the index offers now."""
+    offered = {f.filename: f for f in files}
+    for pin in dep.files:
+        found = offered.get(pin.filename)
+        if found is None or not found.sha256 or not pin.sha256:
+            continue
+        if found.sha256 != pin.sha256:
+            raise HashMismatch(
+                f"{pin.filename}: the index offers sha256 {found.sha256}, the lock pins "
+                f"{pin.sha256}: not inspecting a different file than the lock installs"
+            )
 
 
 def _offline_reason(inst: Installed | None, reason: str) -> str:

@@ -142,7 +142,7 @@ class Http:
             actual = digest.hexdigest()
             if sha256 and actual != sha256.lower():
                 raise PackageIndexError(
-                    f"{url}: sha256 {actual} does not match the index's {sha256}"
+                    f"{url}: sha256 {actual} does not match the expected {sha256}"
                 )
             tmp.replace(dest)
             return actual

@@ -17,6 +17,7 @@ from packaging.version import InvalidVersion, Version
 
 from ftaudit.index.simple import IndexFile
 from ftaudit.model import Target
+from ftaudit.sources.markers import python_allows
 from ftaudit.targets import best_tag_rank
 
 
@@ -53,14 +54,7 @@ def group_releases(project: str, files: Iterable[IndexFile]) -> dict[Version, Re
 
 
 def _python_ok(f: IndexFile, target: Target) -> bool:
-    if not f.requires_python:
-        return True
-    try:
-        return SpecifierSet(f.requires_python).contains(
-            f"{target.major}.{target.minor}.0", prereleases=True
-        )
-    except InvalidSpecifier:
-        return True  # pip ignores an unparsable Requires-Python too
+    return python_allows(f.requires_python, target)
 
 
 def best_wheel(
@@ -110,3 +104,28 @@ def parse_version(text: str) -> Version | None:
         return Version(text)
     except InvalidVersion:
         return None
+
+
+def newest_installable(
+    releases: dict[Version, Release], specifier: str, target: Target, platform: str
+) -> Release | None:
+    """The release an installer picks for an unpinned requirement on the target.
+
+    The newest release the specifier allows that has a wheel for the target or an sdist
+    it could build; pre-releases only when the specifier names one or nothing else fits,
+    as pip and uv do.
+    """
+    try:
+        spec = SpecifierSet(specifier)
+    except InvalidSpecifier:
+        spec = SpecifierSet()
+    ordered = sorted(releases.values(), key=lambda r: r.version, reverse=True)
+    for pre in (False, True):
+        for rel in ordered:
+            if rel.version.is_prerelease and not (pre or spec.prereleases):
+                continue
+            if not spec.contains(rel.version, prereleases=True):
+                continue
+            if best_wheel(rel, target, platform) is not None or sdist(rel, target) is not None:
+                return rel
+    return None

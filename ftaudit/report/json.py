@@ -23,6 +23,7 @@ def _verdict(v: Verdict) -> dict[str, Any]:
         "artifact": v.artifact,
         "use_version": v.use_version,
         "platform": v.platform,
+        "version": v.version,
     }
 
 
@@ -44,6 +45,7 @@ def _package(pkg: PackageReport, report: Report) -> dict[str, Any]:
         "version": dep.version,
         "direct": dep.direct,
         "required_by": list(dep.required_by),
+        "locked": dep.locked,
         "targets": targets,
         "extensions": [extension_to_dict(e) for e in pkg.extensions],
         "libraries": [library_to_dict(lib) for lib in pkg.libraries],

@@ -60,6 +60,17 @@ def _console(width: int, color: bool) -> tuple[Console, io.StringIO]:
     return console, buffer
 
 
+def _version(pkg: PackageReport) -> Text:
+    if pkg.dependency.version:
+        return Text(pkg.dependency.version)
+    chosen = sorted({v.version for v in pkg.verdicts if v.version})
+    if not chosen:
+        return Text("-")
+    # Not locked: the newest release each target installs, marked so nobody mistakes it
+    # for a pin.
+    return Text(", ".join(chosen)).append(" (newest)", style="dim")
+
+
 def _cell(verdicts: list[Verdict]) -> Text:
     if not verdicts:
         return Text("-", style="dim")
@@ -107,7 +118,7 @@ def render_report(
         )
         table.add_row(
             name,
-            pkg.dependency.version or "-",
+            _version(pkg),
             *(_cell([v for v in pkg.verdicts if v.target == t]) for t in report.targets),
             ", ".join(evidence) or "-",
         )

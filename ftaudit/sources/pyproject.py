@@ -1,21 +1,32 @@
-"""What a project's pyproject.toml says about itself: its direct dependencies and Python."""
+"""What a project's pyproject.toml asks for: PEP 621 dependencies and extras, PEP 735
+dependency groups, Poetry's tool tables, and its Python range.
+
+Everything the project declares is audited (extras and groups too): a pre-migration
+assessment must not miss the test runner's compiled plugin because it sits in a group.
+"""
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
 from ftaudit.errors import InputError
+from ftaudit.model import Requested
+from ftaudit.sources.markers import valid_marker
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
+MAX_TOML_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,18 +35,27 @@ class ProjectInfo:
     name: str | None
     requires_python: str | None
     direct: frozenset[str]  # canonical names of every declared dependency
+    requested: tuple[Requested, ...]
     tool: dict[str, Any]  # [tool.ftaudit]
 
 
 def load_toml(path: Path) -> dict[str, Any]:
     try:
+        if path.stat().st_size > MAX_TOML_BYTES:
+            raise InputError(f"{path}: too large to be a project or lock file")
         with path.open("rb") as fh:
             data: dict[str, Any] = tomllib.load(fh)
             return data
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: invalid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise InputError(f"{path}: {exc.strerror or exc}") from None
+
+
+def _table(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def read_project(project_dir: Path) -> ProjectInfo | None:
@@ -43,27 +63,171 @@ def read_project(project_dir: Path) -> ProjectInfo | None:
     if not path.is_file():
         return None
     data = load_toml(path)
-    project = data.get("project") if isinstance(data.get("project"), dict) else {}
-    assert isinstance(project, dict)
-    names: set[str] = set()
-    lines: list[object] = list(project.get("dependencies") or [])
-    for group in (project.get("optional-dependencies") or {}).values():
-        lines.extend(group if isinstance(group, list) else [])
-    for group in (data.get("dependency-groups") or {}).values():
-        lines.extend(g for g in (group if isinstance(group, list) else []) if isinstance(g, str))
-    for line in lines:
+    project = _table(data.get("project"))
+    requested: list[Requested] = []
+
+    def add(line: object, origin: str) -> None:
         if not isinstance(line, str):
-            continue
-        try:
-            names.add(canonicalize_name(Requirement(line).name))
-        except InvalidRequirement:
-            raise InputError(f"{path}: invalid requirement {line!r}") from None
-    tool = data.get("tool", {}).get("ftaudit", {}) if isinstance(data.get("tool"), dict) else {}
+            raise InputError(f"{path}: {origin}: expected a requirement string, got {line!r}")
+        requested.append(_requested(line, f"{path.name}: {origin}", path))
+
+    deps = project.get("dependencies") or []
+    if not isinstance(deps, list):
+        raise InputError(f"{path}: project.dependencies must be an array")
+    for line in deps:
+        add(line, "project.dependencies")
+    for extra, lines in _table(project.get("optional-dependencies")).items():
+        for line in lines if isinstance(lines, list) else []:
+            add(line, f"project.optional-dependencies.{extra}")
+    groups = _table(data.get("dependency-groups"))
+    for group in groups:
+        for line in _group_lines(groups, group, path, ()):
+            add(line, f"dependency-groups.{group}")
+    requested.extend(_poetry_requested(data, path))
+    # A group included by another is listed once per including group: keep the first.
+    unique = list({(r.name, r.requirement): r for r in reversed(requested)}.values())[::-1]
+    tool = _table(_table(data.get("tool")).get("ftaudit"))
     requires_python = project.get("requires-python")
+    if not isinstance(requires_python, str):
+        poetry_python = _table(_table(_table(data.get("tool")).get("poetry")).get("dependencies"))
+        python = poetry_python.get("python")
+        requires_python = _poetry_specifier(python) if isinstance(python, str) else None
     return ProjectInfo(
         path=path,
         name=project.get("name") if isinstance(project.get("name"), str) else None,
-        requires_python=requires_python if isinstance(requires_python, str) else None,
-        direct=frozenset(names),
-        tool=tool if isinstance(tool, dict) else {},
+        requires_python=requires_python or None,
+        direct=frozenset(r.name for r in unique),
+        requested=tuple(unique),
+        tool=tool,
     )
+
+
+def _requested(line: str, origin: str, path: Path) -> Requested:
+    try:
+        req = Requirement(line)
+    except InvalidRequirement as exc:
+        raise InputError(f"{path}: invalid requirement {line!r} in {origin}: {exc}") from None
+    return Requested(requirement=str(req), name=canonicalize_name(req.name), origin=origin)
+
+
+def _group_lines(
+    groups: dict[str, Any], group: str, path: Path, stack: tuple[str, ...]
+) -> list[str]:
+    """A PEP 735 group's requirement strings, with {include-group = ...} expanded."""
+    wanted = canonicalize_name(group)
+    names = {canonicalize_name(g): g for g in groups}
+    if wanted not in names:
+        raise InputError(f"{path}: dependency group {group!r} is included but not defined")
+    if wanted in stack:
+        raise InputError(f"{path}: dependency groups include each other: {' -> '.join(stack)}")
+    entries = groups[names[wanted]]
+    if not isinstance(entries, list):
+        raise InputError(f"{path}: dependency-groups.{group} must be an array")
+    out: list[str] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            out.append(entry)
+        elif isinstance(entry, dict) and isinstance(entry.get("include-group"), str):
+            out.extend(_group_lines(groups, entry["include-group"], path, (*stack, wanted)))
+        else:
+            raise InputError(f"{path}: dependency-groups.{group}: unexpected entry {entry!r}")
+    return out
+
+
+# --- Poetry's [tool.poetry.*dependencies] tables ------------------------------------------
+
+
+def _poetry_requested(data: dict[str, Any], path: Path) -> list[Requested]:
+    poetry = _table(_table(data.get("tool")).get("poetry"))
+    tables: list[tuple[str, dict[str, Any]]] = [
+        ("tool.poetry.dependencies", _table(poetry.get("dependencies"))),
+        ("tool.poetry.dev-dependencies", _table(poetry.get("dev-dependencies"))),
+    ]
+    for group, body in _table(poetry.get("group")).items():
+        tables.append(
+            (f"tool.poetry.group.{group}.dependencies", _table(_table(body).get("dependencies")))
+        )
+    out = []
+    for origin, table in tables:
+        for name, spec in table.items():
+            if canonicalize_name(name) == "python":
+                continue
+            for line in _poetry_lines(name, spec, f"{path}: {origin}.{name}"):
+                out.append(_requested(line, f"{path.name}: {origin}", path))
+    return out
+
+
+def _poetry_lines(name: str, spec: object, where: str) -> list[str]:
+    """PEP 508 lines for one Poetry dependency (a list of tables: one per marker case)."""
+    if isinstance(spec, list):
+        return [line for item in spec for line in _poetry_lines(name, item, where)]
+    if isinstance(spec, str):
+        return [f"{name}{_poetry_specifier(spec, where)}"]
+    if not isinstance(spec, dict):
+        raise InputError(f"{where}: unexpected value {spec!r}")
+    extras = spec.get("extras") or []
+    head = name + (f"[{','.join(extras)}]" if extras else "")
+    if "version" in spec:
+        head += _poetry_specifier(str(spec["version"]), where)
+    elif "url" in spec:
+        head += f" @ {spec['url']}"
+    elif "git" in spec:
+        head += f" @ git+{spec['git']}" + (f"@{spec['rev']}" if spec.get("rev") else "")
+    markers = []
+    if isinstance(spec.get("markers"), str):
+        markers.append(f"({spec['markers']})")
+    if isinstance(spec.get("python"), str):
+        python = _poetry_specifier(spec["python"], where)
+        markers.extend(
+            f'python_full_version {s.operator} "{s.version}"' for s in SpecifierSet(python)
+        )
+    if isinstance(spec.get("platform"), str):
+        markers.append(f'sys_platform == "{spec["platform"]}"')
+    marker = " and ".join(markers)
+    if marker and (reason := valid_marker(marker)):
+        raise InputError(f"{where}: invalid markers: {reason}")
+    return [head + (f" ; {marker}" if marker else "")]
+
+
+_CARET = re.compile(r"^\^\s*(\d+(?:\.\d+)*)")
+_TILDE = re.compile(r"^~(?!=)\s*(\d+(?:\.\d+)*)")
+
+
+def _bump(parts: list[int], index: int) -> str:
+    upper = [*parts[:index], parts[index] + 1]
+    return ".".join(map(str, upper))
+
+
+def _poetry_one(text: str) -> str:
+    text = text.strip()
+    if text in ("*", ""):
+        return ""
+    if m := _CARET.match(text):
+        parts = [int(p) for p in m[1].split(".")]
+        first_nonzero = next((i for i, p in enumerate(parts) if p), len(parts) - 1)
+        return f">={m[1]},<{_bump(parts, first_nonzero)}"
+    if m := _TILDE.match(text):
+        parts = [int(p) for p in m[1].split(".")]
+        return f">={m[1]},<{_bump(parts, 1 if len(parts) > 1 else 0)}"
+    if text[0].isdigit():
+        return f"=={text}"
+    return text.replace(" ", "")
+
+
+def _poetry_specifier(text: str, where: str = "") -> str:
+    """A Poetry version constraint as a PEP 440 specifier set ("" for any version).
+
+    Alternatives (``a || b``) cannot be written as one specifier set: they become "any
+    version", which can only make ftaudit look at more releases, never fewer.
+    """
+    if "||" in text:
+        return ""
+    parts = [p for p in re.split(r"\s*,\s*|\s+(?=[<>=!~^])", text.strip()) if p]
+    spec = ",".join(filter(None, (_poetry_one(p) for p in parts)))
+    try:
+        SpecifierSet(spec)
+    except InvalidSpecifier:
+        raise InputError(
+            f"{where or 'pyproject.toml'}: invalid version constraint {text!r}"
+        ) from None
+    return spec

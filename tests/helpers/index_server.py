@@ -34,6 +34,7 @@ class IndexServer:
         yanked: frozenset[str] = frozenset(),
         requires_python: dict[str, str] | None = None,
         corrupt_hash: frozenset[str] = frozenset(),
+        port: int = 0,
     ) -> None:
         self.directory = directory
         self.html_only = html_only
@@ -41,7 +42,7 @@ class IndexServer:
         self.requires_python = requires_python or {}
         self.corrupt_hash = corrupt_hash
         self.requests: list[str] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -135,6 +136,18 @@ class IndexServer:
                 self.send_header("ETag", etag)
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_HEAD(self) -> None:
+                m = re.fullmatch(r"/files/([^/]+)", self.path)
+                path = server.directory / m.group(1) if m else None
+                if path is None or not path.is_file():
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(path.stat().st_size))
+                self.end_headers()
 
             def _file(self, filename: str) -> None:
                 path = server.directory / filename

@@ -36,11 +36,13 @@ def build_wheel(
     requires: tuple[str, ...] = (),
     classifiers: tuple[str, ...] = (),
     requires_python: str | None = None,
+    provides_extra: tuple[str, ...] = (),
 ) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     dist = dist_name(name)
     info = f"{dist}-{version}.dist-info"
     metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    metadata += [f"Provides-Extra: {e}" for e in provides_extra]
     metadata += [f"Requires-Dist: {r}" for r in requires]
     metadata += [f"Classifier: {c}" for c in classifiers]
     if requires_python:

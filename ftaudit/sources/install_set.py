@@ -1,0 +1,127 @@
+"""Which locked packages a target installs: pure functions over a LockGraph.
+
+Markers and Requires-Python are evaluated for the target interpreter and platform (see
+markers.py), so a package only needed on Windows is absent from a Linux report, and one
+excluded on 3.14 is absent from the 3.14t column.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from ftaudit.model import Dependency, Edge, LockedPackage, LockGraph, Target
+from ftaudit.sources.markers import holds, marker_environment, python_allows
+
+
+def installed_for(graph: LockGraph, target: Target, platform: str) -> list[Dependency]:
+    """The packages `graph` installs on `target`/`platform`, with who requires each."""
+    env = marker_environment(target, platform)
+    by_name: dict[str, list[LockedPackage]] = {}
+    for pkg in graph.packages:
+        by_name.setdefault(pkg.name, []).append(pkg)
+
+    chosen: dict[str, LockedPackage] = {}
+    parents: dict[str, set[str]] = {}
+    if graph.roots is None:
+        for pkg in graph.packages:
+            if (
+                pkg.name not in chosen
+                and holds(pkg.marker, env)
+                and python_allows(pkg.requires_python, target)
+            ):
+                chosen[pkg.name] = pkg
+                parents[pkg.name] = set()
+        for pkg in chosen.values():
+            for edge in pkg.dependencies:
+                if edge.name in chosen and holds(edge.marker, env, _all_extras(pkg)):
+                    parents[edge.name].add(pkg.name)
+        direct = set(graph.direct)
+    else:
+        extras: dict[str, set[str]] = {}
+        queue: deque[tuple[str | None, Edge]] = deque((None, r) for r in graph.roots)
+        direct = set()
+        while queue:
+            parent, edge = queue.popleft()
+            parent_extras = extras.get(parent, set()) if parent else set()
+            if not holds(edge.marker, env, parent_extras):
+                continue
+            picked = _pick(by_name.get(edge.name, []), edge, target, env)
+            if picked is None:
+                continue
+            pkg = picked
+            if parent is None:
+                direct.add(pkg.name)
+            else:
+                parents.setdefault(pkg.name, set()).add(parent)
+            new_extras = set(edge.extras) - extras.get(pkg.name, set())
+            first = pkg.name not in chosen
+            chosen[pkg.name] = pkg
+            parents.setdefault(pkg.name, set())
+            if not first and not new_extras:
+                continue
+            active = extras.setdefault(pkg.name, set())
+            active.update(new_extras)
+            for dep in pkg.dependencies:
+                queue.append((pkg.name, dep))
+            for extra, edges in pkg.optional:
+                if extra in active:
+                    queue.extend((pkg.name, d) for d in edges)
+    out = []
+    for name, pkg in chosen.items():
+        out.append(
+            Dependency(
+                name=name,
+                display_name=pkg.display_name,
+                version=pkg.version,
+                direct=name in direct or (not graph.direct and not parents[name]),
+                required_by=tuple(sorted(parents[name] - {name})),
+                locked=pkg.version is not None,
+                files=pkg.files,
+                index=pkg.index,
+                direct_reference=pkg.direct_reference,
+            )
+        )
+    return sorted(out, key=lambda d: d.name)
+
+
+def _all_extras(pkg: LockedPackage) -> set[str]:
+    return {extra for extra, _edges in pkg.optional}
+
+
+def _pick(
+    candidates: list[LockedPackage], edge: Edge, target: Target, env: Mapping[str, str]
+) -> LockedPackage | None:
+    """The locked entry an edge means: the version it names, else the newest entry whose
+    version fits the edge's specifier and whose own marker and Python range hold."""
+    if edge.version is not None:
+        for pkg in candidates:
+            if pkg.version == edge.version:
+                return pkg
+    fitting = []
+    for pkg in candidates:
+        if not python_allows(pkg.requires_python, target):
+            continue
+        if not holds(pkg.marker, env):
+            continue
+        if edge.specifier and pkg.version and not _fits(edge.specifier, pkg.version):
+            continue
+        fitting.append(pkg)
+    return max(fitting, key=_version_key, default=None)
+
+
+def _fits(specifier: str, version: str) -> bool:
+    try:
+        return SpecifierSet(specifier).contains(version, prereleases=True)
+    except (InvalidSpecifier, InvalidVersion):
+        return True
+
+
+def _version_key(pkg: LockedPackage) -> Version:
+    try:
+        return Version(pkg.version or "0")
+    except InvalidVersion:
+        return Version("0")

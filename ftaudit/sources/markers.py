@@ -1,0 +1,97 @@
+"""Environment markers evaluated for a target and platform, not for the running interpreter.
+
+A lock or requirements file describes many environments; which of its packages a
+free-threaded 3.14 on Windows installs is decided by evaluating every marker against
+*that* interpreter's marker environment, built here from the target and platform names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import cache
+
+from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+from ftaudit.model import Target
+
+# What sys.platform, platform.system(), os.name and platform.machine() say on each platform.
+_PLATFORM_VALUES = {
+    "linux": ("linux", "Linux", "posix"),
+    "macos": ("darwin", "Darwin", "posix"),
+    "windows": ("win32", "Windows", "nt"),
+}
+_MACHINE = {
+    "windows-amd64": "AMD64",
+    "windows-arm64": "ARM64",
+}
+
+
+@cache
+def marker_environment(target: Target, platform: str) -> Mapping[str, str]:
+    """PEP 508 marker values of the free-threaded CPython `target` on `platform`.
+
+    The patch level is taken as .0, the first release an installer can meet; markers on
+    platform_release/platform_version (kernel versions) evaluate against empty strings,
+    as they do for uv's universal resolution.
+    """
+    os_name, _, arch = platform.partition("-")
+    sys_platform, system, os_kind = _PLATFORM_VALUES.get(os_name, (os_name, os_name, "posix"))
+    version = f"{target.major}.{target.minor}"
+    return {
+        "implementation_name": "cpython",
+        "implementation_version": f"{version}.0",
+        "os_name": os_kind,
+        "platform_machine": _MACHINE.get(platform, arch),
+        "platform_python_implementation": "CPython",
+        "platform_release": "",
+        "platform_system": system,
+        "platform_version": "",
+        "python_full_version": f"{version}.0",
+        "python_version": version,
+        "sys_platform": sys_platform,
+    }
+
+
+@cache
+def parse_marker(text: str) -> Marker:
+    return Marker(text)
+
+
+def valid_marker(text: str) -> str | None:
+    """The reason a marker is invalid, or None."""
+    try:
+        parse_marker(text)
+    except InvalidMarker as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+def holds(marker: str | Marker | None, env: Mapping[str, str], extras: Iterable[str] = ()) -> bool:
+    """Whether a marker holds in `env` with any of the `extras` asked for.
+
+    A marker that names a variable this environment has no value for is kept (True):
+    dropping a package on a guess could hide a problem, keeping it cannot.
+    """
+    if marker is None or marker == "":
+        return True
+    parsed = parse_marker(marker) if isinstance(marker, str) else marker
+    asked = list(extras) or [""]
+    try:
+        return any(parsed.evaluate({**env, "extra": extra}) for extra in asked)
+    except (UndefinedComparison, UndefinedEnvironmentName):
+        return True
+
+
+@cache
+def python_allows(requires_python: str | None, target: Target) -> bool:
+    """Whether a Requires-Python admits the target (an unparsable one admits everything,
+    as installers treat it)."""
+    if not requires_python:
+        return True
+    try:
+        return SpecifierSet(requires_python).contains(
+            f"{target.major}.{target.minor}.0", prereleases=True
+        )
+    except InvalidSpecifier:
+        return True

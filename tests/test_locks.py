@@ -1,0 +1,303 @@
+"""Lockfiles made by the real tools (tests/data/locks/regenerate.py), scanned against the
+fixture index they were locked against, on the same 127.0.0.1 port."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ftaudit.cli import main
+from tests.helpers.index_server import IndexServer
+
+LOCKS = Path(__file__).parent / "data" / "locks"
+PORT = 47391
+INDEX = f"http://127.0.0.1:{PORT}/simple/"
+FORMATS = {
+    "uv": "uv.lock",
+    "poetry": "poetry.lock",
+    "pdm": "pdm.lock",
+    "pipenv": "Pipfile.lock",
+    "pylock": "pylock.toml",
+    "requirements": "requirements.txt",
+}
+TARGETS = "3.13t,3.14t"
+PLATFORMS = "linux-x86_64,windows-amd64"
+
+
+@pytest.fixture(scope="module")
+def lock_index() -> Iterator[IndexServer]:
+    with IndexServer(LOCKS / "index", port=PORT) as server:
+        yield server
+
+
+def scan_json(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], expect: int = 0
+) -> dict[str, object]:
+    code = main(
+        ["scan", *args, "--format", "json", "--fail-on", "none", "--cache-dir", str(tmp_path / "c")]
+    )
+    out, err = capsys.readouterr()
+    assert code == expect, err
+    doc: dict[str, object] = json.loads(out)
+    return doc
+
+
+def package_sets(doc: dict[str, object]) -> dict[tuple[str, str], set[str]]:
+    """(target, platform) -> {name==version} installed there, as the report says."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for pkg in doc["packages"]:  # type: ignore[attr-defined]
+        for target, entry in pkg["targets"].items():
+            per_platform = entry.get("by_platform") or {entry["platform"]: entry}
+            for platform, verdict in per_platform.items():
+                version = pkg["version"] or verdict["version"]
+                out.setdefault((target, platform), set()).add(f"{pkg['name']}=={version}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def uv_sets(
+    lock_index: IndexServer, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, set[str]]:
+    tmp = tmp_path_factory.mktemp("uv")
+    return {v: uv_oracle(v, tmp) for v in ("3.13", "3.14")}
+
+
+def uv_oracle(python_version: str, tmp_path: Path) -> set[str]:
+    """What uv itself installs from the uv.lock for a Python on linux x86_64: its own export
+    of the lock, resolved without dependencies for that interpreter and platform."""
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    assert uv, "uv is a test dependency: pip install -e '.[test]'"
+    work = tmp_path / f"uv-{python_version}"
+    shutil.copytree(LOCKS / "uv", work)
+    env = {**os.environ, "UV_NO_CONFIG": "1", "UV_CACHE_DIR": str(tmp_path / "uv-cache")}
+    exported = subprocess.run(
+        [uv, "export", "--frozen", "--no-hashes", "--no-emit-project", "-o", "req.txt"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert exported.returncode == 0, exported.stderr
+    compiled = subprocess.run(
+        [
+            uv,
+            "pip",
+            "compile",
+            "req.txt",
+            "--no-deps",
+            "--python-version",
+            python_version,
+            "--python-platform",
+            "x86_64-manylinux_2_28",
+            "--index-url",
+            INDEX,
+            "--no-header",
+            "--no-annotate",
+            "--no-progress",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert compiled.returncode == 0, compiled.stderr
+    return {
+        line.split(";")[0].strip()
+        for line in compiled.stdout.splitlines()
+        if line.strip() and not line.startswith(("#", "-"))
+    }
+
+
+EXPECTED_COMMON = {
+    "ftlk-core==1.0",
+    "ftlk-util==1.1",
+    "ftlk-fast==1.0",
+    "ftlk-gil==1.0",
+    "ftlk-extras==1.0",
+    "ftlk-speedup==1.0",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FORMATS))
+def test_every_format_gives_the_set_uv_installs(
+    kind: str,
+    uv_sets: dict[str, set[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    doc = scan_json(
+        [str(LOCKS / kind), "--target", TARGETS, "--platform", PLATFORMS], tmp_path, capsys
+    )
+    assert doc["sources"][0]["path"].endswith(FORMATS[kind])  # type: ignore[index]
+    sets = package_sets(doc)
+    # Checked against uv's own evaluation of its lock for 3.14 and 3.13 on Linux.
+    assert sets[("3.14t", "linux-x86_64")] == uv_sets["3.14"]
+    assert sets[("3.13t", "linux-x86_64")] == uv_sets["3.13"]
+    # The package only needed on Windows, and the one excluded from 3.14 on.
+    assert sets[("3.14t", "linux-x86_64")] == EXPECTED_COMMON
+    assert sets[("3.13t", "linux-x86_64")] == EXPECTED_COMMON | {"ftlk-legacy==1.0"}
+    assert sets[("3.14t", "windows-amd64")] == EXPECTED_COMMON | {"ftlk-win==1.0"}
+    assert sets[("3.13t", "windows-amd64")] == EXPECTED_COMMON | {
+        "ftlk-win==1.0",
+        "ftlk-legacy==1.0",
+    }
+
+
+def _verdicts(doc: dict[str, object]) -> dict[str, dict[str, object]]:
+    return {p["name"]: p for p in doc["packages"]}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("kind", sorted(FORMATS))
+def test_locked_artifacts_are_judged(
+    kind: str, lock_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = scan_json(
+        [str(LOCKS / kind), "--target", "3.14t", "--platform", "linux-x86_64"], tmp_path, capsys
+    )
+    pkgs = _verdicts(doc)
+    fast = pkgs["ftlk-fast"]["targets"]["3.14t"]  # type: ignore[index]
+    assert fast["status"] == "ready"
+    assert fast["artifact"] == "ftlk_fast-1.0-cp314-cp314t-manylinux_2_17_x86_64.whl"
+    gil = pkgs["ftlk-gil"]["targets"]["3.14t"]  # type: ignore[index]
+    assert (gil["status"], gil["use_version"]) == ("upgrade", "2.0")
+    assert pkgs["ftlk-core"]["targets"]["3.14t"]["evidence"] == "pure"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("kind", ["uv", "poetry", "pdm", "requirements"])
+def test_graph(
+    kind: str, lock_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pkgs = _verdicts(scan_json([str(LOCKS / kind), "--target", "3.14t"], tmp_path, capsys))
+    assert pkgs["ftlk-util"]["required_by"] == ["ftlk-core"]
+    assert pkgs["ftlk-util"]["direct"] is False
+    assert pkgs["ftlk-core"]["direct"] is True
+    assert pkgs["ftlk-gil"]["direct"] is True
+
+
+def test_why_shows_the_chain(
+    lock_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "scan",
+            str(LOCKS / "uv"),
+            "--why",
+            "ftlk_util",
+            "--target",
+            "3.14t",
+            "-q",
+            "--cache-dir",
+            str(tmp_path),
+        ]
+    )
+    _out, err = capsys.readouterr()
+    assert code == 0  # ftlk-gil is "upgrade": not in the default --fail-on
+    assert "project -> ftlk-core -> ftlk-util" in err
+
+
+def test_tampered_lock_hash_is_an_error_for_that_package(
+    lock_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "p"
+    shutil.copytree(LOCKS / "uv", project)
+    lock = project / "uv.lock"
+    text = lock.read_text()
+    good = "sha256:9ec00e379e752e4af1e2be3921de209f7d1c038c48c32455d5e4b52b441eaff2"
+    assert good in text
+    lock.write_text(text.replace(good, "sha256:" + "0" * 64))
+    pkgs = _verdicts(scan_json([str(project), "--target", "3.14t"], tmp_path, capsys))
+    fast = pkgs["ftlk-fast"]["targets"]["3.14t"]  # type: ignore[index]
+    assert fast["status"] == "unknown"
+    assert "does not match the expected" in fast["reason"]
+    assert pkgs["ftlk-core"]["targets"]["3.14t"]["status"] == "ready"  # type: ignore[index]
+
+
+def test_lock_without_urls_checks_the_index_hash(
+    lock_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "p"
+    shutil.copytree(LOCKS / "poetry", project)
+    lock = project / "poetry.lock"
+    good = "sha256:9ec00e379e752e4af1e2be3921de209f7d1c038c48c32455d5e4b52b441eaff2"
+    lock.write_text(lock.read_text().replace(good, "sha256:" + "1" * 64))
+    pkgs = _verdicts(scan_json([str(project), "--target", "3.14t"], tmp_path, capsys))
+    fast = pkgs["ftlk-fast"]["targets"]["3.14t"]  # type: ignore[index]
+    assert fast["status"] == "unknown"
+    assert "the lock pins" in fast["reason"] and "1111" in fast["reason"]
+
+
+def test_unpinned_requirements_take_the_newest_release(
+    lock_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = scan_json(
+        [
+            "-r",
+            str(LOCKS / "requirements" / "requirements.in"),
+            "--index-url",
+            INDEX,
+            "--target",
+            "3.14t",
+        ],
+        tmp_path,
+        capsys,
+    )
+    pkgs = _verdicts(doc)
+    assert pkgs["ftlk-gil"]["version"] == "1.0" and pkgs["ftlk-gil"]["locked"] is True
+    core = pkgs["ftlk-core"]
+    assert core["version"] is None and core["locked"] is False
+    assert core["targets"]["3.14t"]["version"] == "1.0"  # type: ignore[index]
+    assert "not locked" in core["targets"]["3.14t"]["reason"]  # type: ignore[index]
+    assert any("not locked" in n for n in doc["notes"])  # type: ignore[attr-defined]
+
+
+def test_directory_prefers_the_lockfile_and_says_so(
+    lock_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "p"
+    shutil.copytree(LOCKS / "uv", project)
+    (project / "requirements.txt").write_text("ftlk-win\n")
+    code = main(
+        [
+            "scan",
+            str(project),
+            "--target",
+            "3.14t",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--fail-on",
+            "none",
+        ]
+    )
+    _out, err = capsys.readouterr()
+    assert code == 0
+    assert "uv.lock (lock)" in err
+
+
+def test_several_lockfiles_are_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copy(LOCKS / "uv" / "uv.lock", tmp_path)
+    shutil.copy(LOCKS / "poetry" / "poetry.lock", tmp_path)
+    assert main(["scan", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "several lockfiles (poetry.lock, uv.lock)" in err and "--lockfile" in err
+    assert "Traceback" not in err
+
+
+def test_lockfile_option_chooses_one(
+    lock_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copy(LOCKS / "uv" / "uv.lock", tmp_path)
+    shutil.copy(LOCKS / "poetry" / "poetry.lock", tmp_path)
+    shutil.copy(LOCKS / "poetry" / "pyproject.toml", tmp_path)
+    doc = scan_json(
+        [str(tmp_path), "--lockfile", str(tmp_path / "poetry.lock"), "--target", "3.14t"],
+        tmp_path,
+        capsys,
+    )
+    assert doc["sources"] == [{"kind": "poetry.lock", "path": str(tmp_path / "poetry.lock")}]
