@@ -27,3 +27,10 @@ class BinaryFormatError(Exception):
 
 class HashMismatch(PackageIndexError):
     """An artifact is not the one a lock or a --hash pins."""
+
+
+def first_line(exc: BaseException) -> str:
+    """packaging's parse errors draw a caret under the input on extra lines; a one-line
+    message keeps the first."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

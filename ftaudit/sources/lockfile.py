@@ -13,7 +13,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from ftaudit.errors import InputError
+from ftaudit.errors import InputError, first_line
 from ftaudit.model import Edge, LockedPackage, PinnedFile
 from ftaudit.sources.markers import valid_marker
 
@@ -150,7 +150,7 @@ def requirement_edge(text: str, entry: Entry) -> Edge:
     try:
         req = Requirement(text)
     except InvalidRequirement as exc:
-        raise entry.error(f"invalid requirement {text!r}: {exc}") from None
+        raise entry.error(f"invalid requirement {text!r}: {first_line(exc)}") from None
     return Edge(
         name=canonicalize_name(req.name),
         marker=str(req.marker) if req.marker else None,

@@ -13,6 +13,7 @@ from functools import cache
 from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+from ftaudit.errors import first_line
 from ftaudit.model import Target
 
 # What sys.platform, platform.system(), os.name and platform.machine() say on each platform.
@@ -63,7 +64,7 @@ def valid_marker(text: str) -> str | None:
     try:
         parse_marker(text)
     except InvalidMarker as exc:
-        return str(exc).splitlines()[0]
+        return first_line(exc)
     return None
 
 

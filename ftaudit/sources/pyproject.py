@@ -17,7 +17,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
-from ftaudit.errors import InputError
+from ftaudit.errors import InputError, first_line
 from ftaudit.model import Requested
 from ftaudit.sources.markers import valid_marker
 
@@ -106,7 +106,9 @@ def _requested(line: str, origin: str, path: Path) -> Requested:
     try:
         req = Requirement(line)
     except InvalidRequirement as exc:
-        raise InputError(f"{path}: invalid requirement {line!r} in {origin}: {exc}") from None
+        raise InputError(
+            f"{path}: invalid requirement {line!r} in {origin}: {first_line(exc)}"
+        ) from None
     return Requested(requirement=str(req), name=canonicalize_name(req.name), origin=origin)
 
 

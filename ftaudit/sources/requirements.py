@@ -28,7 +28,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from ftaudit.errors import InputError
+from ftaudit.errors import InputError, first_line
 from ftaudit.model import Requested, RequirementSet
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -38,6 +38,7 @@ _COMMENT = re.compile(r"(^|\s+)#.*$")
 _ENV_VAR = re.compile(r"(?P<var>\$\{(?P<name>[A-Z0-9_]+)\})")
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _VCS = ("git+", "hg+", "svn+", "bzr+")
+_NAMED_URL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*@")
 _VIA = re.compile(r"^\s*#\s+via\s*(.*)$")
 _VIA_MORE = re.compile(r"^\s*#\s{2,}\S")
 # Options that take a value, so that the value is not read as the next option.
@@ -309,11 +310,13 @@ def _requirement(text: str, where: str, base: Path) -> tuple[str, str]:
     try:
         req = Requirement(text)
     except InvalidRequirement as exc:
-        raise InputError(f"{where}: invalid requirement {text!r}: {exc}") from None
+        raise InputError(f"{where}: invalid requirement {text!r}: {first_line(exc)}") from None
     return str(req), canonicalize_name(req.name)
 
 
 def _looks_like_path(text: str, base: Path) -> bool:
+    if _NAMED_URL.match(text):
+        return False  # "name @ url" is PEP 508, whatever the URL looks like
     head = text.split(";", 1)[0].strip()
     if head.startswith((".", "/", "~")) or os.sep in head or "/" in head:
         return True
@@ -340,7 +343,7 @@ def _direct_reference(text: str, where: str, base: Path) -> tuple[str, str]:
     try:
         req = Requirement(text)
     except InvalidRequirement as exc:
-        raise InputError(f"{where}: invalid requirement {text!r}: {exc}") from None
+        raise InputError(f"{where}: invalid requirement {text!r}: {first_line(exc)}") from None
     return str(req), canonicalize_name(name)
 
 
