@@ -301,3 +301,29 @@ def test_lockfile_option_chooses_one(
         capsys,
     )
     assert doc["sources"] == [{"kind": "poetry.lock", "path": str(tmp_path / "poetry.lock")}]
+
+
+def test_poetry_lock_2_0_is_read_from_the_project_roots(
+    lock_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lock-version 2.0 has no per-package markers: the packages are reached from
+    pyproject.toml's requirements through the lock's edges. The 2.0 file is Poetry's 2.1
+    output without what 2.1 added (the markers and groups of each package)."""
+    project = tmp_path / "p"
+    shutil.copytree(LOCKS / "poetry", project)
+    lock = project / "poetry.lock"
+    lines = [
+        line
+        for line in lock.read_text().splitlines()
+        if not line.startswith(("markers = ", "groups = "))
+    ]
+    lock.write_text("\n".join(lines).replace('lock-version = "2.1"', 'lock-version = "2.0"'))
+    doc = scan_json([str(project), "--target", TARGETS, "--platform", PLATFORMS], tmp_path, capsys)
+    sets = package_sets(doc)
+    assert sets[("3.14t", "linux-x86_64")] == EXPECTED_COMMON
+    assert sets[("3.13t", "windows-amd64")] == EXPECTED_COMMON | {
+        "ftlk-win==1.0",
+        "ftlk-legacy==1.0",
+    }
+    pkgs = _verdicts(doc)
+    assert pkgs["ftlk-speedup"]["required_by"] == ["ftlk-extras"]
