@@ -53,16 +53,22 @@ def parse_targets(text: str | Sequence[str]) -> tuple[Target, ...]:
     return tuple(sorted(set(out), key=lambda t: t.version))
 
 
-def targets_for_requires_python(requires_python: str | None) -> tuple[Target, ...]:
+@cache
+def python_allows(requires_python: str | None, target: Target) -> bool:
+    """Whether a Requires-Python admits the target (an unparsable one admits everything,
+    as installers treat it)."""
     if not requires_python:
-        return KNOWN_TARGETS
+        return True
     try:
-        spec = SpecifierSet(requires_python)
+        return SpecifierSet(requires_python).contains(
+            f"{target.major}.{target.minor}.0", prereleases=True
+        )
     except InvalidSpecifier:
-        return KNOWN_TARGETS
-    allowed = tuple(
-        t for t in KNOWN_TARGETS if spec.contains(f"{t.major}.{t.minor}.0", prereleases=True)
-    )
+        return True
+
+
+def targets_for_requires_python(requires_python: str | None) -> tuple[Target, ...]:
+    allowed = tuple(t for t in KNOWN_TARGETS if python_allows(requires_python, t))
     return allowed or KNOWN_TARGETS
 
 

@@ -202,16 +202,26 @@ def test_why_shows_the_chain(
     assert "project -> ftlk-core -> ftlk-util" in err
 
 
+# sha256 of ftlk_fast-1.0-cp314-cp314t-manylinux_2_17_x86_64.whl, as every lock pins it
+FAST_314T_SHA256 = "9ec00e379e752e4af1e2be3921de209f7d1c038c48c32455d5e4b52b441eaff2"
+
+
+def _with_fast_hash(source: Path, lockname: str, digest: str, tmp_path: Path) -> Path:
+    """A copy of a fixture project whose lock pins another sha256 for ftlk-fast's cp314t
+    wheel."""
+    project = tmp_path / "p"
+    shutil.copytree(source, project)
+    lock = project / lockname
+    text = lock.read_text()
+    assert f"sha256:{FAST_314T_SHA256}" in text
+    lock.write_text(text.replace(f"sha256:{FAST_314T_SHA256}", f"sha256:{digest}"))
+    return project
+
+
 def test_tampered_lock_hash_is_an_error_for_that_package(
     lock_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project = tmp_path / "p"
-    shutil.copytree(LOCKS / "uv", project)
-    lock = project / "uv.lock"
-    text = lock.read_text()
-    good = "sha256:9ec00e379e752e4af1e2be3921de209f7d1c038c48c32455d5e4b52b441eaff2"
-    assert good in text
-    lock.write_text(text.replace(good, "sha256:" + "0" * 64))
+    project = _with_fast_hash(LOCKS / "uv", "uv.lock", "0" * 64, tmp_path)
     pkgs = _verdicts(scan_json([str(project), "--target", "3.14t"], tmp_path, capsys))
     fast = pkgs["ftlk-fast"]["targets"]["3.14t"]  # type: ignore[index]
     assert fast["status"] == "unknown"
@@ -222,11 +232,7 @@ def test_tampered_lock_hash_is_an_error_for_that_package(
 def test_lock_without_urls_checks_the_index_hash(
     lock_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project = tmp_path / "p"
-    shutil.copytree(LOCKS / "poetry", project)
-    lock = project / "poetry.lock"
-    good = "sha256:9ec00e379e752e4af1e2be3921de209f7d1c038c48c32455d5e4b52b441eaff2"
-    lock.write_text(lock.read_text().replace(good, "sha256:" + "1" * 64))
+    project = _with_fast_hash(LOCKS / "poetry", "poetry.lock", "1" * 64, tmp_path)
     pkgs = _verdicts(scan_json([str(project), "--target", "3.14t"], tmp_path, capsys))
     fast = pkgs["ftlk-fast"]["targets"]["3.14t"]  # type: ignore[index]
     assert fast["status"] == "unknown"

@@ -17,8 +17,7 @@ from packaging.version import InvalidVersion, Version
 
 from ftaudit.index.simple import IndexFile
 from ftaudit.model import Target
-from ftaudit.sources.markers import python_allows
-from ftaudit.targets import best_tag_rank
+from ftaudit.targets import best_tag_rank, python_allows
 
 
 @dataclass(slots=True)

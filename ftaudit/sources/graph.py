@@ -4,25 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from ftaudit.model import Dependency, Installed
-
-
-def _applies(req: Requirement, env: Mapping[str, str]) -> bool:
-    """Whether a requirement holds in this environment, extras left out.
-
-    An installed environment does not record which extras were asked for, so a
-    requirement behind an extra (setuptools' ``pip; extra == "testing"``) is no edge.
-    """
-    if req.marker is None:
-        return True
-    try:
-        return bool(req.marker.evaluate({**env, "extra": ""}))
-    except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
-        return True  # a marker we cannot evaluate: keep the edge rather than drop it
+from ftaudit.sources.markers import holds
 
 
 def edges(installed: Iterable[Installed], env: Mapping[str, str]) -> dict[str, set[str]]:
@@ -36,7 +22,9 @@ def edges(installed: Iterable[Installed], env: Mapping[str, str]) -> dict[str, s
             except InvalidRequirement:
                 continue
             child = canonicalize_name(req.name)
-            if child in dists and child != dist.name and _applies(req, env):
+            # No extras: an installed environment does not record which were asked for,
+            # so a requirement behind one (setuptools' `pip; extra == "testing"`) is no edge.
+            if child in dists and child != dist.name and holds(req.marker, env):
                 out[dist.name].add(child)
     return out
 

@@ -14,7 +14,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from ftaudit.model import Dependency, Edge, LockedPackage, LockGraph, Target
-from ftaudit.sources.markers import holds, marker_environment, python_allows
+from ftaudit.sources.markers import holds, marker_environment
+from ftaudit.targets import python_allows
 
 
 def installed_for(graph: LockGraph, target: Target, platform: str) -> list[Dependency]:

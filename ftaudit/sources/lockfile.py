@@ -16,6 +16,7 @@ from packaging.version import InvalidVersion, Version
 from ftaudit.errors import InputError, first_line
 from ftaudit.model import Edge, LockedPackage, PinnedFile
 from ftaudit.sources.markers import valid_marker
+from ftaudit.sources.textfile import read_text
 
 T = TypeVar("T")
 MAX_JSON_BYTES = 64 * 1024 * 1024
@@ -60,9 +61,7 @@ class Entry:
         return self._get(key, dict, False) or {}
 
     def entries(self, key: str) -> list[Entry]:
-        return [
-            Entry(self.path, f"{self.where}.{key}[{i}]", v) for i, v in enumerate(self.array(key))
-        ]
+        return self.entries_in(key, self.array(key))
 
     def entries_in(self, where: str, value: object) -> list[Entry]:
         """Tables of an array found under some other key (e.g. one extra's edges)."""
@@ -75,26 +74,29 @@ class Entry:
 
 
 def load_json(path: Path) -> dict[str, Any]:
+    text = read_text(path, limit=MAX_JSON_BYTES, what="a lock file")
     try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise InputError(f"{path}: too large to be a lock file")
-        data = json.loads(path.read_bytes())
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise InputError(f"{path}: {exc.strerror or exc}") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object at the top")
     return data
 
 
-def parse_hash(text: str, entry: Entry) -> tuple[str, str]:
+def split_hash(text: str) -> tuple[str, str] | None:
+    """("sha256", hex digest) from "sha256:<hex>", lower case; None if malformed."""
     algo, sep, digest = text.partition(":")
     if not sep or not algo or not _HEX.match(digest):
-        raise entry.error(f"invalid hash {text!r}: expected <algorithm>:<hex digest>")
+        return None
     return algo.lower(), digest.lower()
+
+
+def parse_hash(text: str, entry: Entry) -> tuple[str, str]:
+    found = split_hash(text)
+    if found is None:
+        raise entry.error(f"invalid hash {text!r}: expected <algorithm>:<hex digest>")
+    return found
 
 
 def hash_table(table: dict[str, Any], entry: Entry) -> tuple[tuple[str, str], ...]:

@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 
 from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from ftaudit.errors import first_line
 from ftaudit.model import Target
@@ -81,18 +80,4 @@ def holds(marker: str | Marker | None, env: Mapping[str, str], extras: Iterable[
     try:
         return any(parsed.evaluate({**env, "extra": extra}) for extra in asked)
     except (UndefinedComparison, UndefinedEnvironmentName):
-        return True
-
-
-@cache
-def python_allows(requires_python: str | None, target: Target) -> bool:
-    """Whether a Requires-Python admits the target (an unparsable one admits everything,
-    as installers treat it)."""
-    if not requires_python:
-        return True
-    try:
-        return SpecifierSet(requires_python).contains(
-            f"{target.major}.{target.minor}.0", prereleases=True
-        )
-    except InvalidSpecifier:
         return True

@@ -33,19 +33,19 @@ def uniform_plan(
 def requested_plan(
     requested: Sequence[Requested], targets: Sequence[Target], platforms: Sequence[str]
 ) -> Plan:
-    return {(t, p): requested_for(requested, t, p) for t in targets for p in platforms}
+    parsed = [(Requirement(item.requirement), item) for item in requested]
+    return {(t, p): _requested_for(parsed, t, p) for t in targets for p in platforms}
 
 
-def requested_for(
-    requested: Sequence[Requested], target: Target, platform: str
+def _requested_for(
+    requested: Sequence[tuple[Requirement, Requested]], target: Target, platform: str
 ) -> list[Dependency]:
     env = marker_environment(target, platform)
     constraints: dict[str, SpecifierSet] = {}
     wanted: dict[str, tuple[Requirement, Requested]] = {}
     specs: dict[str, SpecifierSet] = {}
     hashes: dict[str, list[tuple[str, str]]] = {}
-    for item in requested:
-        req = Requirement(item.requirement)
+    for req, item in requested:
         if not holds(req.marker, env):
             continue
         if item.constraint:

@@ -13,8 +13,15 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from ftaudit.model import Edge, LockedPackage, LockGraph, Requested
-from ftaudit.sources.lockfile import Entry, checked_marker, checked_version, parse_hash, pinned
-from ftaudit.sources.pyproject import _poetry_specifier, load_toml
+from ftaudit.sources.lockfile import (
+    Entry,
+    checked_marker,
+    checked_version,
+    parse_hash,
+    pinned,
+    requirement_edge,
+)
+from ftaudit.sources.pyproject import load_toml, poetry_specifier
 
 SUPPORTED = ("2.0", "2.1")
 
@@ -31,8 +38,6 @@ def read_poetry_lock(path: Path, requested: tuple[Requested, ...] = ()) -> LockG
     packages = [_package(e, with_markers) for e in root.entries("package")]
     roots = None
     if not with_markers:
-        from ftaudit.sources.lockfile import requirement_edge
-
         roots = tuple(requirement_edge(r.requirement, root) for r in requested if not r.constraint)
     sources = tuple(dict.fromkeys(p.index for p in packages if p.index))
     return LockGraph(
@@ -81,7 +86,7 @@ def _package(e: Entry, with_markers: bool) -> LockedPackage:
 def _python(text: str | None) -> str | None:
     if not text or text.strip() == "*":
         return None
-    return _poetry_specifier(text) or None
+    return poetry_specifier(text) or None
 
 
 def _dependencies(e: Entry) -> tuple[Edge, ...]:
@@ -101,7 +106,7 @@ def _dependencies(e: Entry) -> tuple[Edge, ...]:
                     extras=tuple(
                         canonicalize_name(x) for x in where.array("extras") if isinstance(x, str)
                     ),
-                    specifier=_poetry_specifier(str(where.data.get("version") or "*")),
+                    specifier=poetry_specifier(str(where.data.get("version") or "*")),
                 )
             )
     return tuple(out)

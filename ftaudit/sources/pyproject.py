@@ -20,6 +20,7 @@ from packaging.utils import canonicalize_name
 from ftaudit.errors import InputError, first_line
 from ftaudit.model import Requested
 from ftaudit.sources.markers import valid_marker
+from ftaudit.sources.textfile import read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,18 +41,12 @@ class ProjectInfo:
 
 
 def load_toml(path: Path) -> dict[str, Any]:
+    text = read_text(path, limit=MAX_TOML_BYTES, what="a project or lock file")
     try:
-        if path.stat().st_size > MAX_TOML_BYTES:
-            raise InputError(f"{path}: too large to be a project or lock file")
-        with path.open("rb") as fh:
-            data: dict[str, Any] = tomllib.load(fh)
-            return data
+        data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: invalid TOML ({exc})") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise InputError(f"{path}: {exc.strerror or exc}") from None
+    return data
 
 
 def _table(value: object) -> dict[str, Any]:
@@ -91,7 +86,7 @@ def read_project(project_dir: Path) -> ProjectInfo | None:
     if not isinstance(requires_python, str):
         poetry_python = _table(_table(_table(data.get("tool")).get("poetry")).get("dependencies"))
         python = poetry_python.get("python")
-        requires_python = _poetry_specifier(python) if isinstance(python, str) else None
+        requires_python = poetry_specifier(python) if isinstance(python, str) else None
     return ProjectInfo(
         path=path,
         name=project.get("name") if isinstance(project.get("name"), str) else None,
@@ -164,13 +159,13 @@ def _poetry_lines(name: str, spec: object, where: str) -> list[str]:
     if isinstance(spec, list):
         return [line for item in spec for line in _poetry_lines(name, item, where)]
     if isinstance(spec, str):
-        return [f"{name}{_poetry_specifier(spec, where)}"]
+        return [f"{name}{poetry_specifier(spec, where)}"]
     if not isinstance(spec, dict):
         raise InputError(f"{where}: unexpected value {spec!r}")
     extras = spec.get("extras") or []
     head = name + (f"[{','.join(extras)}]" if extras else "")
     if "version" in spec:
-        head += _poetry_specifier(str(spec["version"]), where)
+        head += poetry_specifier(str(spec["version"]), where)
     elif "url" in spec:
         head += f" @ {spec['url']}"
     elif "git" in spec:
@@ -179,7 +174,7 @@ def _poetry_lines(name: str, spec: object, where: str) -> list[str]:
     if isinstance(spec.get("markers"), str):
         markers.append(f"({spec['markers']})")
     if isinstance(spec.get("python"), str):
-        python = _poetry_specifier(spec["python"], where)
+        python = poetry_specifier(spec["python"], where)
         markers.extend(
             f'python_full_version {s.operator} "{s.version}"' for s in SpecifierSet(python)
         )
@@ -216,7 +211,7 @@ def _poetry_one(text: str) -> str:
     return text.replace(" ", "")
 
 
-def _poetry_specifier(text: str, where: str = "") -> str:
+def poetry_specifier(text: str, where: str = "") -> str:
     """A Poetry version constraint as a PEP 440 specifier set ("" for any version).
 
     Alternatives (``a || b``) cannot be written as one specifier set: they become "any

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -30,6 +30,8 @@ from packaging.utils import (
 
 from ftaudit.errors import InputError, first_line
 from ftaudit.model import Requested, RequirementSet
+from ftaudit.sources.lockfile import split_hash
+from ftaudit.sources.textfile import read_text
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_LINE_CHARS = 1024 * 1024  # a line with hundreds of --hash options is ~100 KB
@@ -98,20 +100,6 @@ def read_requirements(paths: list[Path]) -> RequirementSet:
     )
 
 
-def _read_text(path: Path) -> str:
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise InputError(f"{path}: {size} bytes is too large for a requirements file")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: {exc.strerror or exc}") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-
-
 def _logical_lines(text: str) -> list[tuple[int, str]]:
     """(first physical line number, joined line) after pip's join/comment/env steps."""
     out: list[tuple[int, str]] = []
@@ -154,7 +142,8 @@ def _read_file(
         return
     seen.add(resolved)
     state.files.append(str(path))
-    text = _read_text(path)
+    # pip reads requirements files with a byte-order mark too.
+    text = read_text(path, limit=MAX_FILE_BYTES, what="a requirements file", encoding="utf-8-sig")
     via: list[str] | None = None  # the "# via" block after the last requirement, if open
     for number, raw in _logical_lines(text):
         where = f"{path}:{number}"
@@ -186,16 +175,7 @@ def _via(comment: str, block: list[str] | None, state: _State) -> list[str] | No
         for v in block
         if v.strip()
     )
-    last = state.requested[-1]
-    state.requested[-1] = Requested(
-        requirement=last.requirement,
-        name=last.name,
-        origin=last.origin,
-        hashes=last.hashes,
-        constraint=last.constraint,
-        editable=last.editable,
-        via=names,
-    )
+    state.requested[-1] = replace(state.requested[-1], via=names)
     return block
 
 
@@ -258,10 +238,10 @@ def _read_line(
         elif kind == "editable":
             editable = value
         elif kind == "hash":
-            algo, sep, digest = value.partition(":")
-            if not sep or not algo or not re.fullmatch(r"[0-9a-fA-F]+", digest):
+            pair = split_hash(value)
+            if pair is None:
                 raise InputError(f"{where}: invalid --hash {value!r}: expected sha256:<hex>")
-            hashes.append((algo.lower(), digest.lower()))
+            hashes.append(pair)
     if editable is not None:
         if requirement:
             raise InputError(f"{where}: -e takes one path or URL, not also {requirement!r}")

@@ -88,10 +88,10 @@ def _package(e: Entry) -> LockedPackage:
         reference = f"{kind}: {source.get(kind)}" if kind else None
     files: list[PinnedFile] = []
     for w in e.entries("wheels"):
-        files.append(_file(w, registry))
+        files.append(_file(w))
     sdist = e.data.get("sdist")
     if isinstance(sdist, dict):
-        files.append(_file(Entry(e.path, f"{e.where}.sdist", sdist), registry))
+        files.append(_file(Entry(e.path, f"{e.where}.sdist", sdist)))
     optional = tuple(
         (canonicalize_name(extra), _edges(e.entries_in(f"optional-dependencies.{extra}", v)))
         for extra, v in e.mapping("optional-dependencies").items()
@@ -114,7 +114,7 @@ def _package(e: Entry) -> LockedPackage:
     )
 
 
-def _file(w: Entry, registry: object) -> PinnedFile:
+def _file(w: Entry) -> PinnedFile:
     url = w.opt_text("url")
     hashes = (parse_hash(h, w),) if (h := w.opt_text("hash")) else ()
     filename = w.opt_text("filename") or (Path(p).name if (p := w.opt_text("path")) else None)
