@@ -14,9 +14,11 @@ from urllib.parse import urlsplit
 
 from ftaudit import __version__
 from ftaudit.errors import FtauditError, InputError, UsageError
-from ftaudit.model import Installed, Report, Source, Status, Target
+from ftaudit.model import Installed, Report, Requested, Source, Status, Target
 
 if TYPE_CHECKING:
+    from ftaudit.cache import Cache
+    from ftaudit.scan import Scanner
     from ftaudit.sources.detect import Detected
     from ftaudit.sources.plan import Plan
 
@@ -265,11 +267,7 @@ def _parse_fail_on(text: str) -> frozenset[Status]:
 
 def _scan(args: argparse.Namespace) -> int:
     from ftaudit.cache import Cache, default_cache_dir
-    from ftaudit.index.http import Http
-    from ftaudit.index.pipconfig import pip_index_config
-    from ftaudit.index.simple import Index
     from ftaudit.report import OutputFormat, render
-    from ftaudit.scan import Scanner, ScanSettings
     from ftaudit.sources.detect import detect
     from ftaudit.targets import parse_platforms, parse_targets, this_platform
 
@@ -288,43 +286,9 @@ def _scan(args: argparse.Namespace) -> int:
     env = found.environment
     targets = explicit_targets or _default_targets(found)
     platforms = explicit_platforms or ((env.platform,) if env else (this_platform(),))
-    plan, sources, notes, installed, index_urls = _plan(found, targets, platforms)
-    count = len({d.name for deps in plan.values() for d in deps})
-    _say(
-        args,
-        f"scanning {_describe(found)}: {count} distributions for "
-        f"{', '.join(t.name for t in targets)} on {', '.join(platforms)}",
-    )
-
     cache = Cache(args.cache_dir or default_cache_dir())
-    index_url = args.index_url or (index_urls[0] if index_urls else None)
-    extra_urls = tuple(args.extra_index_url) or index_urls[1:]
-
-    def make_index() -> Index:
-        if args.offline and not cache.has_pages():
-            # Nothing cached to look up: asking pip which index it would use is wasted time.
-            return Index((), Http(), cache, offline=True)
-        config = pip_index_config(env.executable if env else None, index_url, extra_urls)
-        if args.verbose:
-            print(f"ftaudit: index: {', '.join(config.urls)}", file=sys.stderr)
-        return Index(config.urls, Http(cert=config.cert), cache, offline=args.offline)
-
-    settings = ScanSettings(
-        targets=targets,
-        platforms=platforms,
-        offline=args.offline,
-        inspect=not args.no_inspect,
-        jobs=args.jobs,
-    )
     try:
-        if _is_tty(sys.stderr) and not args.quiet:
-            report = _with_progress(
-                lambda progress: Scanner(settings, cache, make_index, progress).scan(
-                    plan, sources, installed, env, notes
-                )
-            )
-        else:
-            report = Scanner(settings, cache, make_index).scan(plan, sources, installed, env, notes)
+        report = _run_scan(args, found, targets, platforms, cache)
     finally:
         cache.close()
     if args.why:
@@ -343,6 +307,65 @@ def _scan(args: argparse.Namespace) -> int:
     )
     findings = any(v.status in fail_on for p in report.packages for v in p.verdicts)
     return 1 if findings else 0
+
+
+def _run_scan(
+    args: argparse.Namespace,
+    found: Detected,
+    targets: tuple[Target, ...],
+    platforms: tuple[str, ...],
+    cache: Cache,
+) -> Report:
+    from ftaudit.index.http import Http
+    from ftaudit.index.pipconfig import pip_index_config
+    from ftaudit.index.simple import Index
+    from ftaudit.scan import Scanner, ScanSettings
+
+    env = found.environment
+    source_urls = _source_index_urls(found)
+    index_url = args.index_url or (source_urls[0] if source_urls else None)
+    extra_urls = tuple(args.extra_index_url) or source_urls[1:]
+
+    def make_index() -> Index:
+        if args.offline and not cache.has_pages():
+            # Nothing cached to look up: asking pip which index it would use is wasted time.
+            return Index((), Http(), cache, offline=True)
+        config = pip_index_config(env.executable if env else None, index_url, extra_urls)
+        if args.verbose:
+            print(f"ftaudit: index: {', '.join(config.urls)}", file=sys.stderr)
+        return Index(config.urls, Http(cert=config.cert), cache, offline=args.offline)
+
+    settings = ScanSettings(
+        targets=targets,
+        platforms=platforms,
+        offline=args.offline,
+        inspect=not args.no_inspect,
+        jobs=args.jobs,
+    )
+    show_progress = _is_tty(sys.stderr) and not args.quiet
+    scanner = Scanner(settings, cache, make_index)
+    plan, sources, notes, installed = _plan(found, targets, platforms, scanner, show_progress)
+    count = len({d.name for deps in plan.values() for d in deps})
+    _say(
+        args,
+        f"scanning {_describe(found)}: {count} distributions for "
+        f"{', '.join(t.name for t in targets)} on {', '.join(platforms)}",
+    )
+    if show_progress:
+        return _with_progress(
+            lambda progress: scanner.scan(plan, sources, installed, env, notes, progress)
+        )
+    return scanner.scan(plan, sources, installed, env, notes)
+
+
+def _source_index_urls(found: Detected) -> tuple[str, ...]:
+    """Index URLs the lock or the requirements files name (they come before pip's)."""
+    if found.lock is not None:
+        return found.lock.index_urls
+    reqs = found.requirements
+    if reqs is not None:
+        return ((reqs.index_url,) if reqs.index_url else ()) + reqs.extra_index_urls
+    return ()
 
 
 def _default_targets(found: Detected) -> tuple[Target, ...]:
@@ -365,12 +388,16 @@ def _describe(found: Detected) -> str:
 
 
 def _plan(
-    found: Detected, targets: tuple[Target, ...], platforms: tuple[str, ...]
-) -> tuple[Plan, tuple[Source, ...], list[str], dict[str, Installed], tuple[str, ...]]:
+    found: Detected,
+    targets: tuple[Target, ...],
+    platforms: tuple[str, ...],
+    resolver: Scanner,
+    show_progress: bool,
+) -> tuple[Plan, tuple[Source, ...], list[str], dict[str, Installed]]:
     """What each target installs, from whichever source was found."""
     from ftaudit.sources.environment import installed_distributions
     from ftaudit.sources.graph import dependencies_from_installed
-    from ftaudit.sources.plan import lock_plan, requested_plan, uniform_plan
+    from ftaudit.sources.plan import lock_plan, uniform_plan
 
     notes: list[str] = []
     if found.environment is not None:
@@ -383,27 +410,48 @@ def _plan(
         deps = dependencies_from_installed(dists, dict(env.marker_env), direct)
         source = Source(kind="environment", path=found.label)
         installed = {d.name: d for d in dists}
-        return uniform_plan(deps, targets, platforms), (source,), notes, installed, ()
+        return uniform_plan(deps, targets, platforms), (source,), notes, installed
     if found.lock is not None:
         lock = found.lock
         source = Source(kind=lock.kind, path=lock.path)
         if lock.kind in ("Pipfile.lock", "pylock.toml"):
             notes.append(f"{lock.kind} records no dependency edges: required_by is unknown")
-        return lock_plan(lock, targets, platforms), (source,), notes, {}, lock.index_urls
+        return lock_plan(lock, targets, platforms), (source,), notes, {}
     if found.requirements is not None:
         reqs = found.requirements
         if reqs.no_index:
             raise InputError(f"{reqs.files[0]}: --no-index leaves no package index to look in")
-        plan = requested_plan(reqs.requested, targets, platforms)
+        requested = reqs.requested
         sources = tuple(Source(kind="requirements", path=f) for f in reqs.files)
-        urls = ((reqs.index_url,) if reqs.index_url else ()) + reqs.extra_index_urls
-        notes.extend(_unlocked_note(plan))
-        return plan, sources, notes, {}, urls
-    project = found.project
-    assert project is not None
-    plan = requested_plan(project.requested, targets, platforms)
+    else:
+        project = found.project
+        assert project is not None
+        requested = project.requested
+        sources = (Source(kind="pyproject", path=str(project.path)),)
+    plan, resolve_notes = _resolve(requested, targets, platforms, resolver, show_progress)
     notes.extend(_unlocked_note(plan))
-    return plan, (Source(kind="pyproject", path=str(project.path)),), notes, {}, ()
+    notes.extend(resolve_notes)
+    return plan, sources, notes, {}
+
+
+def _resolve(
+    requested: Sequence[Requested],
+    targets: tuple[Target, ...],
+    platforms: tuple[str, ...],
+    resolver: Scanner,
+    show_progress: bool,
+) -> tuple[Plan, list[str]]:
+    from ftaudit.sources.plan import requested_plan
+
+    def run() -> tuple[Plan, list[str]]:
+        return requested_plan(requested, targets, platforms, resolver, jobs=resolver.settings.jobs)
+
+    if not show_progress:
+        return run()
+    from rich.console import Console
+
+    with Console(file=sys.stderr).status("resolving the project's requirements"):
+        return run()
 
 
 def _unlocked_note(plan: Plan) -> list[str]:
@@ -411,9 +459,9 @@ def _unlocked_note(plan: Plan) -> list[str]:
     if not unlocked:
         return []
     return [
-        f"not locked: {', '.join(unlocked)}: each is judged at the newest release the target "
-        "installs, and their own dependencies are not followed; scan a lockfile for the "
-        "complete set"
+        f"not locked: {', '.join(unlocked)}: versions are the newest releases the "
+        "requirements allow on each target (resolved by ftaudit, without backtracking); "
+        "scan a lockfile to audit exactly what gets installed"
     ]
 
 

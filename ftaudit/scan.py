@@ -24,6 +24,7 @@ from ftaudit.codec import facts_from_dict, facts_to_dict
 from ftaudit.errors import FtauditError, HashMismatch, InputError, PackageIndexError
 from ftaudit.index import select
 from ftaudit.index.http import fetch_artifact
+from ftaudit.index.metadata import requires_dist
 from ftaudit.index.simple import Index, IndexFile, NotOnIndex, Offline
 from ftaudit.inspect import READER_REVISION
 from ftaudit.inspect.artifact import (
@@ -91,14 +92,12 @@ class Scanner:
         settings: ScanSettings,
         cache: Cache,
         index: Callable[[], Index],
-        progress: Progress | None = None,
     ) -> None:
         self.settings = settings
         self.cache = cache
         self._index_factory = index
         self._index: Index | None = None
         self._index_lock = threading.Lock()
-        self._progress = progress
         self._once = _Once()
 
     # --- the index is only set up when something needs it (an offline scan of pure
@@ -117,6 +116,7 @@ class Scanner:
         installed: dict[str, Installed] | None = None,
         environment: Environment | None = None,
         notes: Sequence[str] = (),
+        progress: Progress | None = None,
     ) -> Report:
         """Judge every dependency the plan lists for each (target, platform)."""
         installed = installed or {}
@@ -138,8 +138,8 @@ class Scanner:
                 result = (self._unknown(target, platform, str(exc)), None)
             with lock:
                 done += 1
-                if self._progress is not None:
-                    self._progress(dep.display_name, done, len(jobs))
+                if progress is not None:
+                    progress(dep.display_name, done, len(jobs))
             return result
 
         workers = max(1, min(self.settings.jobs, len(jobs) or 1))
@@ -176,6 +176,31 @@ class Scanner:
             sources=tuple(sources),
             packages=tuple(packages),
             notes=tuple(notes),
+        )
+
+    # --- what the resolver asks (sources/resolve.py's Provider) ---------------------------
+
+    def releases(self, name: str) -> dict[Version, select.Release]:
+        return self._once.get(
+            ("releases", name), lambda: select.group_releases(name, self.index().files(name))
+        )
+
+    def requires(
+        self, name: str, release: select.Release, target: Target, platform: str
+    ) -> tuple[str, ...]:
+        """Requires-Dist of the wheel the target installs from `release` (wheels of one
+        release almost always agree; the target's own is the one that counts)."""
+        wheel = select.best_wheel(release, target, platform, allow_yanked=True)
+        if wheel is None:
+            raise InputError(
+                f"no wheel for {target.name} on {platform}: what it requires is known "
+                "only after building it"
+            )
+        return self._once.get(
+            ("requires", wheel.url),
+            lambda: requires_dist(
+                self.index().http, self.cache, wheel, offline=self.settings.offline
+            ),
         )
 
     # --- one package, one target, one platform -----------------------------------------
@@ -240,7 +265,8 @@ class Scanner:
                 return assess(target, platform, current, lookup_error=str(exc)), facts
             return self._unknown(target, platform, f"index lookup failed: {exc}"), facts
 
-        chosen_version: str | None = None
+        # Not locked: the version is the resolver's choice, and the reason says so.
+        chosen_version = None if dep.locked else dep.version
         if not dep.version:
             newest = select.newest_installable(releases, dep.specifier, target, platform)
             if newest is None:
@@ -423,7 +449,8 @@ def _versioned(verdict: Verdict, version: str | None) -> Verdict:
     return replace(
         verdict,
         version=version,
-        reason=f"{verdict.reason} (not locked: {version} is the newest release it installs)",
+        reason=f"{verdict.reason} (not locked: {version} is the newest release the "
+        "requirements allow here)",
     )
 
 

@@ -72,26 +72,29 @@ def uv_sets(
 def uv_oracle(python_version: str, tmp_path: Path) -> set[str]:
     """What uv itself installs from the uv.lock for a Python on linux x86_64: its own export
     of the lock, resolved without dependencies for that interpreter and platform."""
-    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
-    assert uv, "uv is a test dependency: pip install -e '.[test]'"
     work = tmp_path / f"uv-{python_version}"
     shutil.copytree(LOCKS / "uv", work)
-    env = {**os.environ, "UV_NO_CONFIG": "1", "UV_CACHE_DIR": str(tmp_path / "uv-cache")}
     exported = subprocess.run(
-        [uv, "export", "--frozen", "--no-hashes", "--no-emit-project", "-o", "req.txt"],
+        [_uv(), "export", "--frozen", "--no-hashes", "--no-emit-project", "-o", "req.txt"],
         cwd=work,
-        env=env,
+        env=_uv_env(tmp_path),
         capture_output=True,
         text=True,
     )
     assert exported.returncode == 0, exported.stderr
+    return uv_compile(work / "req.txt", python_version, tmp_path, "--no-deps")
+
+
+def uv_compile(source: Path, python_version: str, tmp_path: Path, *options: str) -> set[str]:
+    """uv's own resolution of a requirements file or pyproject for CPython `python_version`
+    on manylinux x86_64, against the fixture index: {name==version}."""
     compiled = subprocess.run(
         [
-            uv,
+            _uv(),
             "pip",
             "compile",
-            "req.txt",
-            "--no-deps",
+            source.name,
+            *options,
             "--python-version",
             python_version,
             "--python-platform",
@@ -102,8 +105,8 @@ def uv_oracle(python_version: str, tmp_path: Path) -> set[str]:
             "--no-annotate",
             "--no-progress",
         ],
-        cwd=work,
-        env=env,
+        cwd=source.parent,
+        env=_uv_env(tmp_path),
         capture_output=True,
         text=True,
     )
@@ -113,6 +116,16 @@ def uv_oracle(python_version: str, tmp_path: Path) -> set[str]:
         for line in compiled.stdout.splitlines()
         if line.strip() and not line.startswith(("#", "-"))
     }
+
+
+def _uv() -> str:
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    assert uv, "uv is a test dependency: pip install -e '.[test]'"
+    return uv
+
+
+def _uv_env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "UV_NO_CONFIG": "1", "UV_CACHE_DIR": str(tmp_path / "uv-cache")}
 
 
 EXPECTED_COMMON = {
@@ -239,28 +252,57 @@ def test_lock_without_urls_checks_the_index_hash(
     assert "the lock pins" in fast["reason"] and "1111" in fast["reason"]
 
 
-def test_unpinned_requirements_take_the_newest_release(
-    lock_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("source", ["requirements.in", "pyproject.toml"])
+def test_unlocked_requirements_are_resolved_as_uv_resolves_them(
+    source: str,
+    lock_index: IndexServer,
+    uv_sets: dict[str, set[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """No lock: ftaudit follows each requirement's own dependencies (ftlk-core pulls in
+    ftlk-util, ftlk-extras[speed] pulls in ftlk-speedup) per target, as uv resolves them."""
+    work = tmp_path / "project"
+    work.mkdir()
+    origin = LOCKS / ("requirements" if source == "requirements.in" else "uv") / source
+    shutil.copy(origin, work / source)
+    args = ["-r", str(work / source)] if source == "requirements.in" else [str(work)]
     doc = scan_json(
-        [
-            "-r",
-            str(LOCKS / "requirements" / "requirements.in"),
-            "--index-url",
-            INDEX,
-            "--target",
-            "3.14t",
-        ],
+        [*args, "--index-url", INDEX, "--target", TARGETS, "--platform", PLATFORMS],
         tmp_path,
         capsys,
     )
+    sets = package_sets(doc)
+    for version in ("3.13", "3.14"):
+        expected = uv_compile(work / source, version, tmp_path)
+        assert sets[(f"{version}t", "linux-x86_64")] == expected == uv_sets[version]
+    assert "ftlk-win==1.0" in sets[("3.14t", "windows-amd64")]
     pkgs = _verdicts(doc)
     assert pkgs["ftlk-gil"]["version"] == "1.0" and pkgs["ftlk-gil"]["locked"] is True
-    core = pkgs["ftlk-core"]
-    assert core["version"] is None and core["locked"] is False
-    assert core["targets"]["3.14t"]["version"] == "1.0"  # type: ignore[index]
-    assert "not locked" in core["targets"]["3.14t"]["reason"]  # type: ignore[index]
+    util = pkgs["ftlk-util"]
+    assert util["locked"] is False and util["required_by"] == ["ftlk-core"]
+    assert util["direct"] is False and pkgs["ftlk-core"]["direct"] is True
+    assert "not locked: 1.1 is the newest" in util["targets"]["3.14t"]["reason"]  # type: ignore[index]
     assert any("not locked" in n for n in doc["notes"])  # type: ignore[attr-defined]
+    # Dependencies came from the index's PEP 658 metadata files, not from the wheels.
+    asked = [r for r in lock_index.requests if "ftlk_core" in r]
+    assert any(r.endswith(".whl.metadata") for r in asked)
+
+
+def test_dependencies_come_from_the_wheel_without_pep_658(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "project"
+    work.mkdir()
+    (work / "requirements.in").write_text("ftlk-core\nftlk-extras[speed]\n")
+    with IndexServer(LOCKS / "index", html_only=True, core_metadata=False) as server:
+        doc = scan_json(
+            ["-r", str(work / "requirements.in"), "--index-url", server.url, "--target", "3.14t"],
+            tmp_path,
+            capsys,
+        )
+    names = {p["name"] for p in doc["packages"]}  # type: ignore[attr-defined]
+    assert names == {"ftlk-core", "ftlk-util", "ftlk-extras", "ftlk-speedup"}
 
 
 def test_directory_prefers_the_lockfile_and_says_so(

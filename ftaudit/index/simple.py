@@ -35,6 +35,9 @@ class IndexFile:
     yanked: bool
     upload_time: str | None = None
     size: int | None = None
+    # PEP 658/714: the index serves the wheel's METADATA at `url + ".metadata"`; the
+    # value is its sha256, or "" when the index gives no hash.
+    core_metadata: str | None = None
 
 
 class NotOnIndex(PackageIndexError):
@@ -136,6 +139,9 @@ def _parse_json(body: bytes, url: str) -> list[IndexFile]:
                     yanked=bool(yanked),
                     upload_time=f.get("upload-time"),
                     size=f.get("size"),
+                    core_metadata=_core_metadata_json(
+                        f.get("core-metadata", f.get("dist-info-metadata"))
+                    ),
                 )
             )
         return out
@@ -188,6 +194,22 @@ def _parse_html(body: bytes, url: str) -> list[IndexFile]:
                 sha256=hash_value.lower() if hash_name == "sha256" and hash_value else None,
                 requires_python=link.get("data-requires-python") or None,
                 yanked="data-yanked" in link,
+                core_metadata=_core_metadata_html(
+                    link.get("data-core-metadata", link.get("data-dist-info-metadata"))
+                ),
             )
         )
     return out
+
+
+def _core_metadata_json(value: object) -> str | None:
+    if isinstance(value, dict):
+        return str(value.get("sha256") or "").lower()
+    return "" if value is True else None
+
+
+def _core_metadata_html(value: str | None) -> str | None:
+    if value is None:
+        return None
+    algo, _, digest = value.partition("=")
+    return digest.lower() if algo == "sha256" and digest else ""

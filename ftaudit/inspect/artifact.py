@@ -134,6 +134,23 @@ def inspect_wheel(path: Path, display_name: str | None = None) -> ArtifactFacts:
         )
 
 
+def wheel_metadata(path: Path, display_name: str) -> bytes:
+    """The wheel's ``*.dist-info/METADATA``, read out of the zip (nothing extracted)."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise InputError(f"{display_name}: not a readable wheel ({exc})") from exc
+    with zf:
+        for info in zf.infolist():
+            parts = info.filename.split("/")
+            if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
+                try:
+                    return _read(zf, info)
+                except InputError as exc:
+                    raise InputError(f"{display_name}: METADATA: {exc}") from exc
+    raise InputError(f"{display_name}: no .dist-info/METADATA in the wheel")
+
+
 def _reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo, lock: threading.Lock) -> Reader:
     def read() -> bytes:
         with lock:  # one ZipFile, one file position: members are read one at a time

@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import threading
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -35,12 +36,14 @@ class IndexServer:
         requires_python: dict[str, str] | None = None,
         corrupt_hash: frozenset[str] = frozenset(),
         port: int = 0,
+        core_metadata: bool = True,
     ) -> None:
         self.directory = directory
         self.html_only = html_only
         self.yanked = yanked
         self.requires_python = requires_python or {}
         self.corrupt_hash = corrupt_hash
+        self.core_metadata = core_metadata
         self.requests: list[str] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -65,6 +68,18 @@ class IndexServer:
             p for p in self.directory.iterdir() if p.is_file() and _project_of(p.name) == name
         )
 
+    def metadata(self, filename: str) -> bytes | None:
+        """PEP 658: the wheel's METADATA, served beside it as ``<wheel>.metadata``."""
+        path = self.directory / filename
+        if not self.core_metadata or not filename.endswith(".whl") or not path.is_file():
+            return None
+        with zipfile.ZipFile(path) as zf:
+            for name in zf.namelist():
+                parts = name.split("/")
+                if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
+                    return zf.read(name)
+        return None
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
@@ -77,11 +92,25 @@ class IndexServer:
                 m = re.fullmatch(r"/simple/([^/]+)/", self.path)
                 if m:
                     return self._project(m.group(1))
+                m = re.fullmatch(r"/files/([^/]+)\.metadata", self.path)
+                if m:
+                    return self._metadata(m.group(1))
                 m = re.fullmatch(r"/files/([^/]+)", self.path)
                 if m:
                     return self._file(m.group(1))
                 self.send_error(404)
                 return None
+
+            def _metadata(self, filename: str) -> None:
+                body = server.metadata(filename)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def _project(self, name: str) -> None:
                 files = server.files(name)
@@ -94,8 +123,12 @@ class IndexServer:
                     sha = hashlib.sha256(data).hexdigest()
                     if p.name in server.corrupt_hash:
                         sha = "0" * 64
+                    meta = server.metadata(p.name)
                     entries.append(
                         {
+                            "core-metadata": (
+                                {"sha256": hashlib.sha256(meta).hexdigest()} if meta else False
+                            ),
                             "filename": p.name,
                             "url": f"../../files/{p.name}",
                             "hashes": {"sha256": sha},
@@ -119,6 +152,9 @@ class IndexServer:
                             attrs += f' data-requires-python="{rp}"'
                         if e["yanked"]:
                             attrs += ' data-yanked=""'
+                        if e["core-metadata"]:
+                            digest = e["core-metadata"]["sha256"]  # type: ignore[index]
+                            attrs += f' data-core-metadata="sha256={digest}"'
                         links.append(f"<a{attrs}>{e['filename']}</a><br/>")
                     body = (
                         "<!DOCTYPE html><html><body>" + "".join(links) + "</body></html>"
