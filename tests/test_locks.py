@@ -289,13 +289,14 @@ def test_unlocked_requirements_are_resolved_as_uv_resolves_them(
     assert any(r.endswith(".whl.metadata") for r in asked)
 
 
-def test_dependencies_come_from_the_wheel_without_pep_658(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("core_metadata", [True, False])
+def test_dependencies_from_an_html_index_with_and_without_pep_658(
+    core_metadata: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     work = tmp_path / "project"
     work.mkdir()
     (work / "requirements.in").write_text("ftlk-core\nftlk-extras[speed]\n")
-    with IndexServer(LOCKS / "index", html_only=True, core_metadata=False) as server:
+    with IndexServer(LOCKS / "index", html_only=True, core_metadata=core_metadata) as server:
         doc = scan_json(
             ["-r", str(work / "requirements.in"), "--index-url", server.url, "--target", "3.14t"],
             tmp_path,
@@ -303,6 +304,8 @@ def test_dependencies_come_from_the_wheel_without_pep_658(
         )
     names = {p["name"] for p in doc["packages"]}  # type: ignore[attr-defined]
     assert names == {"ftlk-core", "ftlk-util", "ftlk-extras", "ftlk-speedup"}
+    metadata_files = [r for r in server.requests if r.endswith(".metadata")]
+    assert bool(metadata_files) == core_metadata
 
 
 def test_directory_prefers_the_lockfile_and_says_so(
