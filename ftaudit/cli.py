@@ -291,6 +291,7 @@ def _scan(args: argparse.Namespace) -> int:
         report = _run_scan(args, found, targets, platforms, cache)
     finally:
         cache.close()
+    report = _with_advice(report, Path(args.path))
     if args.why:
         _why(report, args.why)
     fmt = OutputFormat(args.format)
@@ -366,6 +367,35 @@ def _source_index_urls(found: Detected) -> tuple[str, ...]:
     if reqs is not None:
         return ((reqs.index_url,) if reqs.index_url else ()) + reqs.extra_index_urls
     return ()
+
+
+def _with_advice(report: Report, path: Path) -> Report:
+    """Advice per package, pointing at the project's own imports (an AST walk of its
+    Python files; nothing is imported)."""
+    from dataclasses import replace
+
+    from ftaudit.advice import advise
+    from ftaudit.sources.imports import project_imports
+
+    root = path if path.is_dir() else path.parent
+    needs_sites = any(
+        v.status in (Status.GIL, Status.BLOCKED) for p in report.packages for v in p.verdicts
+    )
+    if not needs_sites:
+        return advise(report, {})
+    scan = project_imports(root)
+    if scan.unparsable:
+        shown = ", ".join(scan.unparsable[:3])
+        more = len(scan.unparsable) - 3
+        report = replace(
+            report,
+            notes=(
+                *report.notes,
+                f"import sites: {len(scan.unparsable)} Python files do not parse and were "
+                f"skipped ({shown}{f' and {more} more' if more > 0 else ''})",
+            ),
+        )
+    return advise(report, scan.sites)
 
 
 def _default_targets(found: Detected) -> tuple[Target, ...]:

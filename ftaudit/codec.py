@@ -45,6 +45,7 @@ def facts_to_dict(f: ArtifactFacts) -> dict[str, Any]:
         "libraries": [library_to_dict(lib) for lib in f.libraries],
         "unreadable": [{"path": p, "why": w} for p, w in f.unreadable],
         "classifiers": list(f.classifiers),
+        "import_names": list(f.import_names),
     }
 
 
@@ -56,4 +57,5 @@ def facts_from_dict(d: dict[str, Any]) -> ArtifactFacts:
         libraries=tuple(Library(path=x["path"], why=x["why"]) for x in d["libraries"]),
         unreadable=tuple((x["path"], x["why"]) for x in d["unreadable"]),
         classifiers=tuple(d["classifiers"]),
+        import_names=tuple(d.get("import_names", ())),
     )

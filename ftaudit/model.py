@@ -107,6 +107,7 @@ class ArtifactFacts:
     # Binaries that could not be read: (path, reason). They make a verdict unknown.
     unreadable: tuple[tuple[str, str], ...] = ()
     classifiers: tuple[str, ...] = ()
+    import_names: tuple[str, ...] = ()  # top-level modules and packages it installs
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,6 +144,9 @@ class Dependency:
     # Not from an index: a URL, a local path or a VCS checkout ("url", "path", "vcs").
     direct_reference: str | None = None
     specifier: str = ""  # what an unlocked requirement allows
+    # Who asks for it with which specifier ("project" or a file:line for the project's own
+    # requirements, else the requiring package): what an upgrade must stay within.
+    requirements: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -268,12 +272,34 @@ class Verdict:
     use_version: str | None = None
     # The version judged when the source did not lock one (the newest the target installs).
     version: str | None = None
+    # Release dates (PEP 700 upload-time, ISO 8601) the advice weighs: of `use_version`,
+    # and of the version judged; for a downgrade, the releases it holds back.
+    use_version_date: str | None = None
+    version_date: str | None = None
+    held_back: tuple[tuple[str, str | None], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImportSite:
+    """Where the project's own code imports a module."""
+
+    path: str  # relative to the project directory
+    line: int
+    module: str  # as written: "numpy.linalg"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Advice:
-    kind: str
+    """What to do about a package, for some targets."""
+
+    kind: str  # upgrade, isolate, downgrade, build, replace, verify, resolver-trap, note
     text: str
+    targets: tuple[str, ...] = ()
+    version: str | None = None  # the version to use, when the advice names one
+    # Where the project imports it, and through which chain of dependencies when the
+    # import is of a package that requires it.
+    import_sites: tuple[tuple[ImportSite, tuple[str, ...]], ...] = ()
+    snippet: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -283,6 +309,8 @@ class PackageReport:
     extensions: tuple[Extension, ...] = ()
     libraries: tuple[Library, ...] = ()
     advice: tuple[Advice, ...] = ()
+    import_names: tuple[str, ...] = ()  # top-level modules the distribution provides
+    classifiers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

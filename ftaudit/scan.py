@@ -167,6 +167,8 @@ class Scanner:
                     verdicts=tuple(v for v, _f in pairs),
                     extensions=facts.extensions if facts else (),
                     libraries=facts.libraries if facts else (),
+                    import_names=facts.import_names if facts else (),
+                    classifiers=facts.classifiers if facts else (),
                 )
             )
         return Report(
@@ -270,12 +272,16 @@ class Scanner:
         if not dep.version:
             newest = select.newest_installable(releases, dep.specifier, target, platform)
             if newest is None:
-                return self._unknown(
-                    target,
-                    platform,
-                    f"not locked, and no release{_matching(dep.specifier)} on "
-                    f"{self.index().describe()} installs on {target.name}",
-                ), facts
+                allowed = select.matching(releases, dep.specifier)
+                if not allowed:
+                    return self._unknown(
+                        target,
+                        platform,
+                        f"not locked, and no release{_matching(dep.specifier)} is on "
+                        f"{self.index().describe()}",
+                    ), facts
+                # Releases the requirements allow exist; none installs on the target.
+                newest = max(allowed, key=lambda r: (not r.version.is_prerelease, r.version))
             version = chosen_version = str(newest.version)
 
         parsed = select.parse_version(version)
@@ -294,7 +300,8 @@ class Scanner:
                         version=version, artifact=wheel.filename, judgement=judgement
                     )
                     if judgement.status is Status.READY:
-                        return _versioned(assess(target, platform, current), chosen_version), facts
+                        verdict = assess(target, platform, current)
+                        return _dated(_versioned(verdict, chosen_version), releases, version), facts
                 else:
                     has_sdist = select.sdist(release, target, allow_yanked=True) is not None
                     current = Candidate(version=version, sdist=has_sdist)
@@ -330,7 +337,7 @@ class Scanner:
             build_from=build_from,
             lookup_error=lookup_error,
         )
-        return _versioned(verdict, chosen_version), facts
+        return _dated(_versioned(verdict, chosen_version), releases, version), facts
 
     def _index_files(self, dep: Dependency) -> list[IndexFile]:
         files = self.index().files(dep.name)
@@ -451,6 +458,26 @@ def _versioned(verdict: Verdict, version: str | None) -> Verdict:
         version=version,
         reason=f"{verdict.reason} (not locked: {version} is the newest release the "
         "requirements allow here)",
+    )
+
+
+def _dated(verdict: Verdict, releases: dict[Version, select.Release], version: str) -> Verdict:
+    """The release dates the advice weighs: of the version judged, of the version to use,
+    and for a downgrade, of each release it holds back."""
+    judged = select.parse_version(version)
+    use = select.parse_version(verdict.use_version or "") if verdict.use_version else None
+    held: tuple[tuple[str, str | None], ...] = ()
+    if verdict.status is Status.DOWNGRADE and use is not None:
+        held = tuple(
+            (str(v), select.release_date(releases[v]))
+            for v in sorted(releases, reverse=True)
+            if v > use and not v.is_prerelease
+        )
+    return replace(
+        verdict,
+        use_version_date=select.release_date(releases[use]) if use in releases else None,
+        version_date=select.release_date(releases[judged]) if judged in releases else None,
+        held_back=held,
     )
 
 

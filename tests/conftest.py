@@ -114,6 +114,7 @@ def fixture_wheels(
     ftfix-old 1.0/2.0   1.0 ready for 3.13t, 2.0 GIL-only           -> downgrade to 1.0
     ftfix-none 1.0      GIL wheel only                              -> blocked
     ftfix-pure 1.0      py3-none-any                                -> ready (pure)
+    ftfix-uses-single   py3-none-any, requires ftfix-single         -> ready (pure)
     ftfix-lib 1.0       a plain shared library, no extension module -> ready (inspected)
     """
     out = tmp_path_factory.mktemp("index")
@@ -132,6 +133,14 @@ def fixture_wheels(
     _ext_wheel(out, work, gil_python, GIL_TAG, "ftfix-old", "2.0", NOT_USED)
     _ext_wheel(out, work, gil_python, GIL_TAG, "ftfix-none", "1.0", NOT_USED)
     build_wheel(out, "ftfix-pure", "1.0", "py3-none-any", {"ftfix_pure/__init__.py": b"x = 1\n"})
+    build_wheel(
+        out,
+        "ftfix-uses-single",
+        "1.0",
+        "py3-none-any",
+        {"ftfix_uses_single/__init__.py": b"import ftfix_single\n"},
+        requires=("ftfix-single",),
+    )
     _foreign_wheels(out, work)
     return FixtureWheels(out)
 

@@ -105,6 +105,15 @@ def parse_version(text: str) -> Version | None:
         return None
 
 
+def matching(releases: dict[Version, Release], specifier: str) -> list[Release]:
+    """Releases a specifier allows (pre-releases included), installable or not."""
+    try:
+        spec = SpecifierSet(specifier)
+    except InvalidSpecifier:
+        spec = SpecifierSet()
+    return [r for v, r in releases.items() if spec.contains(v, prereleases=True)]
+
+
 def newest_installable(
     releases: dict[Version, Release], specifier: str, target: Target, platform: str
 ) -> Release | None:
@@ -128,3 +137,10 @@ def newest_installable(
             if best_wheel(rel, target, platform) is not None or sdist(rel, target) is not None:
                 return rel
     return None
+
+
+def release_date(release: Release) -> str | None:
+    """When a release was published: the earliest upload time of its files (PEP 700)."""
+    times = [f.upload_time for f, _tags in release.wheels if f.upload_time]
+    times += [f.upload_time for f in release.sdists if f.upload_time]
+    return min(times) if times else None

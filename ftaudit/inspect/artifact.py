@@ -61,6 +61,7 @@ def inspect_members(
     *,
     tags: tuple[str, ...] = (),
     classifiers: tuple[str, ...] = (),
+    import_names: tuple[str, ...] = (),
 ) -> ArtifactFacts:
     items = list(members)
     if _gil_disabled() and len(items) > 1:
@@ -80,7 +81,28 @@ def inspect_members(
         libraries=tuple(sorted(libraries, key=lambda e: e.path)),
         unreadable=tuple(unreadable),
         classifiers=classifiers,
+        import_names=import_names,
     )
+
+
+def top_level_names(paths: Iterable[str]) -> tuple[str, ...]:
+    """The top-level modules and packages a distribution's files make importable
+    (what ``import X`` names), from a wheel's member list or an installed RECORD."""
+    out: set[str] = set()
+    for path in paths:
+        parts = path.replace("\\", "/").split("/")
+        head = parts[0]
+        if head in ("", ".", "..") or head.endswith((".dist-info", ".data", ".egg-info")):
+            continue
+        if len(parts) > 1:
+            name = head
+        elif head.endswith((".py", ".pyi")) or is_binary_candidate(head):
+            name = head.split(".", 1)[0]
+        else:
+            continue
+        if name.isidentifier() and name != "__pycache__":
+            out.add(name)
+    return tuple(sorted(out))
 
 
 def wheel_tags(filename: str) -> tuple[str, ...]:
@@ -130,7 +152,11 @@ def inspect_wheel(path: Path, display_name: str | None = None) -> ArtifactFacts:
             if not info.is_dir() and is_binary_candidate(info.filename)
         ]
         return inspect_members(
-            name, members, tags=tags or tuple(sorted(wheel_file_tags)), classifiers=classifiers
+            name,
+            members,
+            tags=tags or tuple(sorted(wheel_file_tags)),
+            classifiers=classifiers,
+            import_names=top_level_names(i.filename for i in infos),
         )
 
 
@@ -195,8 +221,11 @@ def inspect_installed(
     tags: tuple[str, ...] = (),
 ) -> ArtifactFacts:
     """An installed distribution: the binaries its RECORD lists, relative to `root`."""
+    files = list(files)
     members = [(rel, _file_reader(root / rel)) for rel in files if is_binary_candidate(rel)]
-    return inspect_members(artifact, members, tags=tags, classifiers=classifiers)
+    return inspect_members(
+        artifact, members, tags=tags, classifiers=classifiers, import_names=top_level_names(files)
+    )
 
 
 def _file_reader(path: Path) -> Reader:

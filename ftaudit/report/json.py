@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from ftaudit.codec import extension_to_dict, library_to_dict
-from ftaudit.model import ArtifactFacts, PackageReport, Report, Verdict, worst
+from ftaudit.model import Advice, ArtifactFacts, PackageReport, Report, Verdict, worst
 
 REPORT_SCHEMA = "ftaudit-report/1"
 INSPECT_SCHEMA = "ftaudit-inspect/1"
@@ -24,6 +24,20 @@ def _verdict(v: Verdict) -> dict[str, Any]:
         "use_version": v.use_version,
         "platform": v.platform,
         "version": v.version,
+    }
+
+
+def _advice(a: Advice) -> dict[str, Any]:
+    return {
+        "kind": a.kind,
+        "text": a.text,
+        "targets": list(a.targets),
+        "version": a.version,
+        "import_sites": [
+            {"path": site.path, "line": site.line, "module": site.module, "via": list(chain)}
+            for site, chain in a.import_sites
+        ],
+        "snippet": a.snippet,
     }
 
 
@@ -49,7 +63,8 @@ def _package(pkg: PackageReport, report: Report) -> dict[str, Any]:
         "targets": targets,
         "extensions": [extension_to_dict(e) for e in pkg.extensions],
         "libraries": [library_to_dict(lib) for lib in pkg.libraries],
-        "advice": [{"kind": a.kind, "text": a.text} for a in pkg.advice],
+        "advice": [_advice(a) for a in pkg.advice],
+        "import_names": list(pkg.import_names),
     }
 
 

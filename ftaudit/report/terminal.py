@@ -145,6 +145,20 @@ def render_report(
             name.append(f" [{where}]", style="dim")
             why.add_row(name, Text(v.status.value, style=STATUS_STYLE[v.status]), v.reason)
         console.print(why)
+    advised = [(pkg, a) for pkg in shown_packages for a in pkg.advice]
+    if advised:
+        console.print()
+        console.print(Text("What to do", style="bold"))
+        todo = Table.grid(padding=(0, 1))
+        todo.add_column(no_wrap=True)
+        todo.add_column(overflow="fold")
+        for pkg, a in advised:
+            todo.add_row(Text(f"  {pkg.dependency.display_name}", style="bold"), a.text)
+        console.print(todo)
+        if any(a.snippet for _pkg, a in advised):
+            console.print(
+                "[dim]--format markdown or html adds a sketch of the worker-process pattern.[/dim]"
+            )
     console.print()
     summary = report.summary()
     for target in report.targets:

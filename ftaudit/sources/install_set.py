@@ -27,6 +27,7 @@ def installed_for(graph: LockGraph, target: Target, platform: str) -> list[Depen
 
     chosen: dict[str, LockedPackage] = {}
     parents: dict[str, set[str]] = {}
+    asks: dict[str, set[tuple[str, str]]] = {}  # name -> {(who, specifier)}
     if graph.roots is None:
         for pkg in graph.packages:
             if (
@@ -40,6 +41,8 @@ def installed_for(graph: LockGraph, target: Target, platform: str) -> list[Depen
             for edge in pkg.dependencies:
                 if edge.name in chosen and holds(edge.marker, env, _all_extras(pkg)):
                     parents[edge.name].add(pkg.name)
+                    if edge.specifier:
+                        asks.setdefault(edge.name, set()).add((pkg.name, edge.specifier))
         direct = set(graph.direct)
     else:
         extras: dict[str, set[str]] = {}
@@ -54,6 +57,8 @@ def installed_for(graph: LockGraph, target: Target, platform: str) -> list[Depen
             if picked is None:
                 continue
             pkg = picked
+            if edge.specifier:
+                asks.setdefault(pkg.name, set()).add((parent or "project", edge.specifier))
             if parent is None:
                 direct.add(pkg.name)
             else:
@@ -84,6 +89,7 @@ def installed_for(graph: LockGraph, target: Target, platform: str) -> list[Depen
                 files=pkg.files,
                 index=pkg.index,
                 direct_reference=pkg.direct_reference,
+                requirements=tuple(sorted(asks.get(name, ()))),
             )
         )
     return sorted(out, key=lambda d: d.name)

@@ -58,6 +58,7 @@ class _Node:
     direct: bool = False
     hashes: list[tuple[str, str]] = field(default_factory=list)
     reference: str | None = None
+    asks: set[tuple[str, str]] = field(default_factory=set)  # (who, specifier)
 
 
 class _Walk:
@@ -73,6 +74,8 @@ class _Walk:
         node = self.nodes.setdefault(name, _Node(display=req.name))
         node.spec &= req.specifier
         node.extras |= {canonicalize_name(e) for e in req.extras}
+        if req.specifier:
+            node.asks.add((parent or (item.origin if item else "project"), str(req.specifier)))
         if parent is not None:
             node.parents.add(parent)
         if item is not None:
@@ -189,12 +192,14 @@ def resolve(
     """What an installer puts in place for `requested` on (target, platform)."""
     env = marker_environment(target, platform)
     constraints: dict[str, SpecifierSet] = {}
+    constraint_asks: dict[str, set[tuple[str, str]]] = {}
     roots: list[tuple[Requirement, Requested]] = []
     for req, item in requested:
         if not holds(req.marker, env, req.extras):
             continue
         if item.constraint:
             constraints[item.name] = constraints.get(item.name, SpecifierSet()) & req.specifier
+            constraint_asks.setdefault(item.name, set()).add((item.origin, str(req.specifier)))
         else:
             roots.append((req, item))
     resolver = _Resolver(target, platform, provider, constraints, jobs)
@@ -225,6 +230,7 @@ def resolve(
                 hashes=tuple(dict.fromkeys(node.hashes)),
                 direct_reference=node.reference,
                 specifier=str(spec),
+                requirements=tuple(sorted(node.asks | constraint_asks.get(name, set()))),
             )
         )
         if node.reference is not None:

@@ -1,0 +1,367 @@
+"""What to do about each package: pure functions from verdicts, the graph and import sites.
+
+One piece of advice per package and kind of problem, naming the targets it applies to:
+the version to move to and what stands in the way, the pin a downgrade means and what it
+holds back, how to keep a package that needs the GIL out of the main process (with the
+lines where the project imports it), what a build from source involves, and when an
+installer would fall back to something nobody wants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from ftaudit.model import (
+    Advice,
+    Dependency,
+    Gil,
+    ImportSite,
+    PackageReport,
+    Report,
+    Status,
+    Verdict,
+)
+
+MAX_SITES = 20
+MAX_HELD_BACK = 8
+TRAP_YEARS = 2.0  # a wheel-only fallback this much older than the version asked for
+
+ISOLATE_SNIPPET = '''\
+import multiprocessing
+import sys
+from concurrent.futures import ProcessPoolExecutor
+
+
+def _work(data):
+    import {module}  # imported inside the worker process only
+
+    return ...  # the code that needs {module}
+
+
+_pool = None
+
+
+def run(data):
+    """Call _work in-process when the GIL is on anyway, else in a worker process."""
+    global _pool
+    if getattr(sys, "_is_gil_enabled", lambda: True)():
+        return _work(data)
+    if _pool is None:
+        _pool = ProcessPoolExecutor(mp_context=multiprocessing.get_context("spawn"))
+    return _pool.submit(_work, data).result()
+'''
+
+GIL_OVERRIDE = (
+    "PYTHON_GIL=0 (or python -X gil=0) keeps the GIL off even after this import; the "
+    "extension was not written for that, and concurrent calls into it may crash or "
+    "corrupt data: use it to test, not in production."
+)
+
+
+def advise(report: Report, import_sites: Mapping[str, Sequence[ImportSite]]) -> Report:
+    """The report with advice on every package that needs some."""
+    deps = {p.dependency.name: p for p in report.packages}
+    packages = tuple(
+        replace(p, advice=package_advice(p, deps, import_sites)) for p in report.packages
+    )
+    return replace(report, packages=packages)
+
+
+def package_advice(
+    pkg: PackageReport,
+    others: Mapping[str, PackageReport],
+    import_sites: Mapping[str, Sequence[ImportSite]],
+) -> tuple[Advice, ...]:
+    dep = pkg.dependency
+    out: list[Advice] = []
+    for (status, use), verdicts in _groups(pkg.verdicts).items():
+        where = _where(verdicts)
+        judged = verdicts[0].version or dep.version or "?"
+        if status is Status.UPGRADE and use:
+            out.append(_upgrade(dep, judged, use, where, verdicts))
+        elif status is Status.GIL:
+            out.append(_isolate(pkg, use, verdicts, others, import_sites))
+        elif status is Status.DOWNGRADE and use:
+            out.append(_downgrade(dep, judged, use, where, verdicts[0]))
+        elif status is Status.BUILD:
+            out.append(_build(dep, judged, use, verdicts))
+        elif status is Status.BLOCKED:
+            out.append(_replace(pkg, verdicts, others, import_sites))
+        elif status is Status.UNKNOWN:
+            out.append(
+                Advice(
+                    kind="verify",
+                    targets=_targets(verdicts),
+                    text=f"{dep.display_name}: not determined for {where} "
+                    f"({verdicts[0].reason}). Scan online, or with --verify to import it in "
+                    "a free-threaded interpreter.",
+                )
+            )
+        trap = _trap(dep, status, judged, use, where, verdicts[0])
+        if trap is not None:
+            out.append(trap)
+    claim = _free_threading_classifier(pkg)
+    if claim and any(v.status is Status.READY for v in pkg.verdicts):
+        out.append(Advice(kind="note", text=f"The author's classifier says: {claim}."))
+    return tuple(out)
+
+
+def _groups(verdicts: Sequence[Verdict]) -> dict[tuple[Status, str | None], list[Verdict]]:
+    out: dict[tuple[Status, str | None], list[Verdict]] = {}
+    for v in verdicts:
+        if v.status is not Status.READY:
+            out.setdefault((v.status, v.use_version), []).append(v)
+    return out
+
+
+def _targets(verdicts: Sequence[Verdict]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v.target.name for v in verdicts))
+
+
+def _where(verdicts: Sequence[Verdict]) -> str:
+    """'3.13t, 3.14t on linux-x86_64, windows-amd64'."""
+    targets = ", ".join(_targets(verdicts))
+    platforms = sorted({v.platform for v in verdicts})
+    return f"{targets} on {', '.join(platforms)}"
+
+
+def _upgrade(
+    dep: Dependency, judged: str, use: str, where: str, verdicts: Sequence[Verdict]
+) -> Advice:
+    text = (
+        f"Upgrade {dep.display_name} from {judged} to >= {use} for {where}: {use} is the "
+        f"newest release with a wheel for it that does not need the GIL."
+    )
+    blockers = _excluding(dep, use)
+    if blockers:
+        text += " Blocked by " + "; ".join(
+            f"{who} requiring {dep.display_name}{spec}" for who, spec in blockers
+        )
+        text += f": {'they' if len(blockers) > 1 else 'it'} must allow {use} first."
+    return Advice(kind="upgrade", text=text, targets=_targets(verdicts), version=use)
+
+
+def _excluding(dep: Dependency, version: str) -> list[tuple[str, str]]:
+    """Requirements on `dep` (project lines or other packages) that rule `version` out."""
+    out = []
+    for who, spec in dep.requirements:
+        try:
+            if not SpecifierSet(spec).contains(Version(version), prereleases=True):
+                out.append((who, spec))
+        except (InvalidSpecifier, InvalidVersion):
+            continue
+    return out
+
+
+def _isolate(
+    pkg: PackageReport,
+    use: str | None,
+    verdicts: Sequence[Verdict],
+    others: Mapping[str, PackageReport],
+    import_sites: Mapping[str, Sequence[ImportSite]],
+) -> Advice:
+    dep = pkg.dependency
+    where = _where(verdicts)
+    culprits = [e.module for e in pkg.extensions if e.gil in (Gil.USED, Gil.UNDECLARED)]
+    named = f" ({', '.join(culprits[:3])}{' and more' if len(culprits) > 3 else ''})"
+    sites = _sites(dep.name, others, import_sites)
+    version = f" {use}" if use else ""
+    text = (
+        f"Importing {dep.display_name}{version} re-enables the GIL for the whole process on "
+        f"{where}{named if culprits else ''}. Keep it out of the main process's imports and "
+        "use it only inside worker processes (concurrent.futures.ProcessPoolExecutor or "
+        'multiprocessing, with the "spawn" or "forkserver" start method); code that must '
+        "run in both modes can check sys._is_gil_enabled(). " + GIL_OVERRIDE
+    )
+    if sites:
+        text += f" The project imports it at {_site_list(sites)}."
+    elif dep.required_by:
+        text += (
+            " The project does not import it itself; it comes in through "
+            + ", ".join(_display(n, others) for n in dep.required_by)
+            + "."
+        )
+    module = (pkg.import_names or (dep.name.replace("-", "_"),))[0]
+    return Advice(
+        kind="isolate",
+        text=text,
+        targets=_targets(verdicts),
+        import_sites=sites,
+        snippet=ISOLATE_SNIPPET.format(module=module),
+    )
+
+
+def _downgrade(dep: Dependency, judged: str, use: str, where: str, verdict: Verdict) -> Advice:
+    held = [f"{v} ({_day(d)})" if d else v for v, d in verdict.held_back[:MAX_HELD_BACK]]
+    more = len(verdict.held_back) - len(held)
+    text = (
+        f"Pin {dep.display_name}=={use} for {where}: {judged} has nothing for it and "
+        f"{use}{_released(verdict.use_version_date)} is the newest release that is ready."
+    )
+    if held:
+        text += f" The pin holds back {', '.join(held)}{f' and {more} more' if more else ''}"
+        text += "; weigh that against keeping the newer release in worker processes."
+    return Advice(kind="downgrade", text=text, targets=_targets([verdict]), version=use)
+
+
+def _build(dep: Dependency, judged: str, use: str | None, verdicts: Sequence[Verdict]) -> Advice:
+    version = use or judged
+    where = _where(verdicts)
+    return Advice(
+        kind="build",
+        text=(
+            f"No wheel of {dep.display_name} {version} for {where}, only an sdist. Building "
+            "it needs the compilers its extensions are written for (C/C++, Rust, Fortran), "
+            "the free-threaded interpreter's headers and its build dependencies "
+            f"(pip install --no-binary {dep.name} {dep.name}=={version}). Whether the built "
+            "extension needs the GIL is unknown until it is built: run `ftaudit inspect` on "
+            "the wheel you build, or scan with --verify."
+        ),
+        targets=_targets(verdicts),
+        version=use,
+    )
+
+
+def _replace(
+    pkg: PackageReport,
+    verdicts: Sequence[Verdict],
+    others: Mapping[str, PackageReport],
+    import_sites: Mapping[str, Sequence[ImportSite]],
+) -> Advice:
+    dep = pkg.dependency
+    where = _where(verdicts)
+    sites = _sites(dep.name, others, import_sites)
+    text = (
+        f"Nothing of {dep.display_name} installs on {where}: no wheel, no sdist. Replace it, "
+        "or run the code that needs it in separate processes of a GIL-enabled interpreter "
+        "(a subprocess or a service the free-threaded process talks to)."
+    )
+    if sites:
+        text += f" The project imports it at {_site_list(sites)}."
+    return Advice(
+        kind="replace",
+        text=text,
+        targets=_targets(verdicts),
+        import_sites=sites,
+    )
+
+
+def _trap(
+    dep: Dependency,
+    status: Status,
+    judged: str,
+    use: str | None,
+    where: str,
+    verdict: Verdict,
+) -> Advice | None:
+    """An installer restricted to wheels would quietly install something nobody asked for:
+    a release years older than the one judged, or a pre-release."""
+    if status is Status.DOWNGRADE and use:
+        years = _years_between(verdict.use_version_date, verdict.version_date)
+        if years is not None and years >= TRAP_YEARS:
+            return Advice(
+                kind="resolver-trap",
+                targets=_targets([verdict]),
+                version=use,
+                text=(
+                    f"An installer that only takes wheels (pip --only-binary :all:, uv "
+                    f"--no-build) installs {dep.display_name} {use} on {where}, a release "
+                    f"from {_day(verdict.use_version_date)}, {years:.0f} years older than "
+                    f"{judged}: almost certainly not what the project wants. Build {judged} "
+                    "from source or isolate it instead of letting the resolver fall back."
+                ),
+            )
+    for version in (use, None if dep.locked else verdict.version):
+        if version and _is_pre(version):
+            return Advice(
+                kind="resolver-trap",
+                targets=_targets([verdict]),
+                version=version,
+                text=(
+                    f"{dep.display_name} {version} is a pre-release: it is what {where} "
+                    "would get because no final release fits; pin it knowingly or wait "
+                    "for a final release."
+                ),
+            )
+    return None
+
+
+def _sites(
+    name: str,
+    others: Mapping[str, PackageReport],
+    import_sites: Mapping[str, Sequence[ImportSite]],
+) -> tuple[tuple[ImportSite, tuple[str, ...]], ...]:
+    """Where the project imports `name` itself, then where it imports a package that
+    pulls `name` in, with the chain from that package down to `name`."""
+    out: list[tuple[ImportSite, tuple[str, ...]]] = []
+    seen = {name}
+    queue: list[tuple[str, tuple[str, ...]]] = [(name, (name,))]
+    while queue and len(out) < MAX_SITES:
+        node, chain = queue.pop(0)
+        pkg = others.get(node)
+        for module in _import_names(node, pkg):
+            for site in import_sites.get(module, ()):
+                out.append((site, tuple(_display(n, others) for n in chain)))
+        if pkg is None:
+            continue
+        for parent in pkg.dependency.required_by:
+            if parent not in seen:
+                seen.add(parent)
+                queue.append((parent, (parent, *chain)))
+    return tuple(out[:MAX_SITES])
+
+
+def _import_names(name: str, pkg: PackageReport | None) -> tuple[str, ...]:
+    if pkg is not None and pkg.import_names:
+        return pkg.import_names
+    return (name.replace("-", "_"),)
+
+
+def _site_list(sites: Sequence[tuple[ImportSite, tuple[str, ...]]]) -> str:
+    parts = []
+    for site, chain in sites[:5]:
+        via = f" (via {' -> '.join(chain)})" if len(chain) > 1 else ""
+        parts.append(f"{site.path}:{site.line}{via}")
+    more = len(sites) - len(parts)
+    return ", ".join(parts) + (f" and {more} more" if more else "")
+
+
+def _display(name: str, others: Mapping[str, PackageReport]) -> str:
+    pkg = others.get(name)
+    return pkg.dependency.display_name if pkg else name
+
+
+def _free_threading_classifier(pkg: PackageReport) -> str | None:
+    for c in pkg.classifiers:
+        if c.startswith("Programming Language :: Python :: Free Threading"):
+            return c
+    return None
+
+
+def _released(date: str | None) -> str:
+    return f" (released {_day(date)})" if date else ""
+
+
+def _day(date: str | None) -> str:
+    return (date or "")[:10]
+
+
+def _years_between(older: str | None, newer: str | None) -> float | None:
+    try:
+        a = datetime.fromisoformat((older or "").replace("Z", "+00:00"))
+        b = datetime.fromisoformat((newer or "").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (b - a).days / 365.25
+
+
+def _is_pre(version: str) -> bool:
+    try:
+        return Version(version).is_prerelease
+    except InvalidVersion:
+        return False

@@ -1,0 +1,191 @@
+"""Advice: end to end on a fixture project against the local index, and the pure rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ftaudit.advice import package_advice
+from ftaudit.cli import main
+from ftaudit.model import (
+    Dependency,
+    Evidence,
+    ImportSite,
+    PackageReport,
+    Status,
+    Verdict,
+)
+from ftaudit.targets import parse_targets
+from tests.helpers.index_server import IndexServer
+
+T313 = parse_targets("3.13t")[0]
+
+APP = """\
+import os
+import ftfix_single
+from ftfix_uses_single import thing
+
+
+def later():
+    import ftfix_none.sub
+    return ftfix_none
+"""
+
+REQUIREMENTS = """\
+ftfix-gil<2
+ftfix-single
+ftfix-uses-single
+ftfix-sdist
+ftfix-old==2.0
+ftfix-none
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "main.py").write_text(APP)
+    (root / "app" / "broken.py").write_text("def (:\n")
+    venv = root / ".venv-other" / "lib"
+    venv.mkdir(parents=True)
+    (root / ".venv-other" / "pyvenv.cfg").write_text("home = /usr\n")
+    (venv / "ftfix_single_user.py").write_text("import ftfix_single\n")
+    (root / "requirements.in").write_text(REQUIREMENTS)
+    return root
+
+
+def _scan(project: Path, index: IndexServer, tmp_path: Path) -> dict[str, Any]:
+    out = tmp_path / "report.json"
+    code = main(
+        [
+            "scan",
+            str(project),
+            "-r",
+            str(project / "requirements.in"),
+            "--target",
+            "3.13t",
+            "--index-url",
+            index.url,
+            "--format",
+            "json",
+            "-o",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
+    assert code == 1
+    return dict(json.loads(out.read_text()))
+
+
+@pytest.mark.ft
+def test_advice_on_a_fixture_project(
+    project: Path, index_server: IndexServer, tmp_path: Path
+) -> None:
+    doc = _scan(project, index_server, tmp_path)
+    advice = {p["name"]: p["advice"] for p in doc["packages"]}
+    status = {p["name"]: p["targets"]["3.13t"]["status"] for p in doc["packages"]}
+    assert status == {
+        "ftfix-gil": "upgrade",
+        "ftfix-single": "gil",
+        "ftfix-uses-single": "ready",
+        "ftfix-sdist": "build",
+        "ftfix-old": "downgrade",
+        "ftfix-none": "blocked",
+    }
+
+    (upgrade,) = advice["ftfix-gil"]
+    assert upgrade["kind"] == "upgrade" and upgrade["version"] == "2.0"
+    assert "from 1.0 to >= 2.0" in upgrade["text"]
+    assert "requirements.in:1 requiring ftfix-gil<2" in upgrade["text"]
+
+    (isolate,) = advice["ftfix-single"]
+    assert isolate["kind"] == "isolate" and isolate["targets"] == ["3.13t"]
+    sites = [(s["path"], s["line"], s["via"]) for s in isolate["import_sites"]]
+    # Directly at line 2, and through ftfix-uses-single at line 3; never inside the
+    # environment in the project directory.
+    assert sites == [
+        ("app/main.py", 2, ["ftfix-single"]),
+        ("app/main.py", 3, ["ftfix-uses-single", "ftfix-single"]),
+    ]
+    assert "app/main.py:2" in isolate["text"] and "PYTHON_GIL=0" in isolate["text"]
+    assert "import ftfix_single" in isolate["snippet"]
+    assert "_is_gil_enabled" in isolate["snippet"] and "spawn" in isolate["snippet"]
+
+    (downgrade,) = advice["ftfix-old"]
+    assert downgrade["kind"] == "downgrade" and downgrade["version"] == "1.0"
+    assert "Pin ftfix-old==1.0" in downgrade["text"] and "holds back 2.0" in downgrade["text"]
+
+    (build,) = advice["ftfix-sdist"]
+    assert build["kind"] == "build" and "unknown until it is built" in build["text"]
+
+    (replace_,) = advice["ftfix-none"]
+    assert replace_["kind"] == "replace"
+    assert [(s["path"], s["line"]) for s in replace_["import_sites"]] == [("app/main.py", 7)]
+    assert advice["ftfix-uses-single"] == []
+    assert any("1 Python files do not parse" in n and "broken.py" in n for n in doc["notes"])
+
+
+def _verdict(status: Status, **kw: Any) -> Verdict:
+    return Verdict(
+        target=T313,
+        platform="linux-x86_64",
+        status=status,
+        evidence=Evidence.INSPECTED,
+        reason="r",
+        **kw,
+    )
+
+
+def _pkg(verdict: Verdict, **kw: Any) -> PackageReport:
+    dep = Dependency(name="demo", display_name="Demo", version="3.0", **kw)
+    return PackageReport(dependency=dep, verdicts=(verdict,))
+
+
+def test_a_years_old_wheel_only_fallback_is_called_a_trap() -> None:
+    old = _verdict(
+        Status.DOWNGRADE,
+        use_version="0.0.1",
+        use_version_date="2019-01-02T00:00:00Z",
+        version_date="2025-06-01T00:00:00Z",
+        held_back=(("3.0", "2025-06-01T00:00:00Z"), ("1.0", None)),
+    )
+    kinds = {a.kind: a for a in package_advice(_pkg(old), {}, {})}
+    assert set(kinds) == {"downgrade", "resolver-trap"}
+    assert "from 2019-01-02, 6 years older than 3.0" in kinds["resolver-trap"].text
+    assert "3.0 (2025-06-01), 1.0" in kinds["downgrade"].text
+
+    recent = _verdict(
+        Status.DOWNGRADE,
+        use_version="2.9",
+        use_version_date="2025-01-02T00:00:00Z",
+        version_date="2025-06-01T00:00:00Z",
+    )
+    assert [a.kind for a in package_advice(_pkg(recent), {}, {})] == ["downgrade"]
+
+
+def test_a_pre_release_upgrade_is_said_and_ready_needs_nothing() -> None:
+    pre = _verdict(Status.UPGRADE, use_version="4.0rc1")
+    kinds = [a.kind for a in package_advice(_pkg(pre), {}, {})]
+    assert kinds == ["upgrade", "resolver-trap"]
+    assert package_advice(_pkg(_verdict(Status.READY)), {}, {}) == ()
+
+
+def test_upgrade_names_every_requirement_that_excludes_it() -> None:
+    verdict = _verdict(Status.UPGRADE, use_version="4.0")
+    pkg = _pkg(verdict, requirements=(("other", "<4"), ("project", ">=2"), ("x", "!=4.0")))
+    (advice,) = package_advice(pkg, {}, {})
+    assert "Blocked by other requiring Demo<4; x requiring Demo!=4.0: they" in advice.text
+
+
+def test_isolate_without_own_imports_names_who_brings_it() -> None:
+    verdict = _verdict(Status.GIL)
+    pkg = _pkg(verdict, required_by=("parent",), direct=False)
+    site = ImportSite(path="a.py", line=1, module="os")
+    (advice,) = package_advice(pkg, {}, {"os": [site]})
+    assert advice.import_sites == ()
+    assert "comes in through parent" in advice.text
