@@ -165,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--cache-dir", metavar="DIR", type=Path)
     _common(inspect)
 
+    schema = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of the scan report (ftaudit-report/1)",
+        description="Print the JSON Schema (draft 2020-12) that every `ftaudit scan "
+        "--format json` document validates against.",
+    )
+    schema.add_argument("-o", "--output", metavar="FILE", type=Path)
+    _common(schema)
+
     cache = sub.add_parser("cache", help="show or clear the cache")
     cache.add_argument("action", choices=["info", "clear"])
     cache.add_argument("--cache-dir", metavar="DIR", type=Path)
@@ -197,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Callable[[argparse.Namespace], int] = {
             "scan": _scan,
             "inspect": _inspect,
+            "schema": _schema,
             "cache": _cache,
         }[args.command]
         return handler(args)
@@ -594,6 +604,13 @@ def _download_for_inspect(args: argparse.Namespace, url: str) -> Path:
 
 
 # --- cache --------------------------------------------------------------------------------
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from ftaudit.report.json import report_schema
+
+    _emit(report_schema(), args.output)
+    return 0
 
 
 def _cache(args: argparse.Namespace) -> int:

@@ -44,6 +44,26 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _schema_checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Every scan report rendered as JSON in a test is validated against the shipped
+    JSON Schema on the way out."""
+    from ftaudit.report import json as json_format
+    from tests.helpers.schema import validate_report
+
+    original = json_format.report_document
+    checked: list[int] = []
+
+    def checked_document(report: object) -> dict[str, object]:
+        doc = original(report)  # type: ignore[arg-type]
+        validate_report(doc)
+        checked.append(1)
+        return doc
+
+    monkeypatch.setattr(json_format, "report_document", checked_document)
+    yield checked
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.environ.get("FTAUDIT_ONLINE"):
         return

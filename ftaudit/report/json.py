@@ -81,6 +81,13 @@ def report_document(report: Report) -> dict[str, Any]:
     }
 
 
+def report_schema() -> str:
+    """The JSON Schema (draft 2020-12) of ``ftaudit-report/1``, as shipped in the package."""
+    from importlib.resources import files
+
+    return files("ftaudit").joinpath("schemas/ftaudit-report-1.schema.json").read_text("utf-8")
+
+
 def render_report(report: Report) -> str:
     return json.dumps(report_document(report), indent=2) + "\n"
 
