@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from ftaudit import __version__
 from ftaudit.errors import FtauditError, InputError, UsageError
 from ftaudit.model import Installed, Report, Requested, Source, Status, Target
+from ftaudit.report import OutputFormat
 
 if TYPE_CHECKING:
     from ftaudit.cache import Cache
@@ -122,7 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument(
         "--no-inspect", action="store_true", help="judge by wheel tags only; do not read binaries"
     )
-    scan.add_argument("--format", choices=["table", "json"], default="table")
+    scan.add_argument(
+        "--format",
+        choices=[f.value for f in OutputFormat],
+        default="table",
+        help="table (terminal), json (CI, schema: `ftaudit schema`), markdown "
+        "(assessment report), github (workflow annotations)",
+    )
     scan.add_argument(
         "--why",
         metavar="NAME",
@@ -277,7 +284,7 @@ def _parse_fail_on(text: str) -> frozenset[Status]:
 
 def _scan(args: argparse.Namespace) -> int:
     from ftaudit.cache import Cache, default_cache_dir
-    from ftaudit.report import OutputFormat, render
+    from ftaudit.report import render
     from ftaudit.sources.detect import detect
     from ftaudit.targets import parse_platforms, parse_targets, this_platform
 
@@ -313,6 +320,7 @@ def _scan(args: argparse.Namespace) -> int:
             width=_width() if args.output is None else 160,
             color=color,
             only_problems=args.quiet,
+            fail_on=fail_on,
         ),
         args.output,
     )
@@ -509,27 +517,15 @@ def _why(report: Report, name: str) -> None:
     """Print every chain from a direct requirement to `name` (stderr, before the report)."""
     from packaging.utils import canonicalize_name
 
+    from ftaudit.report.view import chains
+
     wanted = canonicalize_name(name)
     deps = {p.dependency.name: p.dependency for p in report.packages}
     if wanted not in deps:
         raise UsageError(f"--why {name}: not among the scanned packages")
-    chains: list[list[str]] = []
-
-    def walk(node: str, path: list[str]) -> None:
-        dep = deps.get(node)
-        if dep is None or len(chains) >= 20:
-            return
-        if dep.direct or not dep.required_by:
-            chains.append([node, *path])
-        for parent in dep.required_by:
-            if parent not in path and parent != node:
-                walk(parent, [node, *path])
-
-    walk(wanted, [])
     print(f"why {deps[wanted].display_name}:", file=sys.stderr)
-    for chain in chains:
-        shown = " -> ".join(deps[n].display_name if n in deps else n for n in chain)
-        print(f"  project -> {shown}", file=sys.stderr)
+    for chain in chains(report, wanted):
+        print(f"  project -> {' -> '.join(chain)}", file=sys.stderr)
 
 
 def _with_progress(run: Callable[[Callable[[str, int, int], None]], Report]) -> Report:

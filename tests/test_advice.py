@@ -189,3 +189,71 @@ def test_isolate_without_own_imports_names_who_brings_it() -> None:
     (advice,) = package_advice(pkg, {}, {"os": [site]})
     assert advice.import_sites == ()
     assert "comes in through parent" in advice.text
+
+
+def _render(project: Path, index: IndexServer, tmp_path: Path, fmt: str) -> str:
+    out = tmp_path / f"report.{fmt}"
+    code = main(
+        [
+            "scan",
+            str(project),
+            "-r",
+            str(project / "requirements.in"),
+            "--target",
+            "3.13t",
+            "--index-url",
+            index.url,
+            "--format",
+            fmt,
+            "-o",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--fail-on",
+            "blocked,gil",
+        ]
+    )
+    assert code == 1
+    return out.read_text()
+
+
+@pytest.mark.ft
+def test_every_format_shows_the_same_verdicts(
+    project: Path, index_server: IndexServer, tmp_path: Path
+) -> None:
+    doc = _scan(project, index_server, tmp_path)
+    expected = {p["display_name"]: p["targets"]["3.13t"]["status"] for p in doc["packages"]}
+
+    md = _render(project, index_server, tmp_path, "markdown")
+    assert "| 3.13t | 1 | 1 | 1 | 1 | 1 | 1 | 0 |" in md
+    assert "**3.13t**: not ready: 2 package(s) block the move" in md
+    blockers = md.index("## Blockers")
+    changes = md.index("## Needs a version change")
+    for name, status in expected.items():
+        if status in ("blocked", "gil"):
+            assert blockers < md.index(f"### {name} ") < changes, name
+        elif status != "ready":
+            assert changes < md.index(f"### {name} "), name
+        assert f"3.13t: **{status}" in md or f"| {name} |" in md, name
+    assert (
+        "`app/main.py:3` imports `ftfix_uses_single` (via ftfix-uses-single → ftfix-single)" in md
+    )
+    assert "```python" in md and "project → ftfix-uses-single → ftfix-single" in md
+
+    gh = _render(project, index_server, tmp_path, "github").splitlines()
+    found = {}
+    for line in gh:
+        if line.startswith("::notice"):
+            continue
+        level, _, rest = line[2:].partition(" ")
+        props, _, _message = rest.partition("::")
+        title = dict(p.split("=", 1) for p in props.split(","))["title"]
+        name = title.split(" ", 1)[0]
+        found[name] = (level, title.split("%3A ")[1].split(" on ")[0])
+        assert "requirements.in" in props
+    assert found == {
+        name: ("error" if status in ("blocked", "gil") else "warning", status)
+        for name, status in expected.items()
+        if status != "ready"
+    }
+    assert gh[-1].startswith("::notice title=ftaudit::3.13t: 1 ready, 1 gil")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection
 from typing import NoReturn
 
-from ftaudit.model import Report
-from ftaudit.report import json as json_format
-from ftaudit.report import terminal
+from ftaudit.model import Report, Status
 
 
 def assert_never(value: NoReturn) -> NoReturn:
@@ -18,6 +17,8 @@ def assert_never(value: NoReturn) -> NoReturn:
 class OutputFormat(str, enum.Enum):
     TABLE = "table"
     JSON = "json"
+    MARKDOWN = "markdown"
+    GITHUB = "github"
 
 
 def render(
@@ -27,9 +28,18 @@ def render(
     width: int = 120,
     color: bool = False,
     only_problems: bool = False,
+    fail_on: Collection[Status] = (),
 ) -> str:
+    # Each format is imported when it is asked for: the command line starts faster.
+    from ftaudit.report import github, markdown, terminal
+    from ftaudit.report import json as json_format
+
     if fmt is OutputFormat.TABLE:
         return terminal.render_report(report, width=width, color=color, only_problems=only_problems)
     if fmt is OutputFormat.JSON:
         return json_format.render_report(report)
+    if fmt is OutputFormat.MARKDOWN:
+        return markdown.render_report(report)
+    if fmt is OutputFormat.GITHUB:
+        return github.render_report(report, fail_on)
     assert_never(fmt)

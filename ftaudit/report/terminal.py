@@ -8,15 +8,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ftaudit.model import (
-    ArtifactFacts,
-    Evidence,
-    Gil,
-    PackageReport,
-    Report,
-    Status,
-    Verdict,
-    worst,
+from ftaudit.model import ArtifactFacts, Gil, PackageReport, Report, Status, Verdict
+from ftaudit.report.view import (
+    cell,
+    evidence_label,
+    ordered,
+    package_status,
+    problems,
+    target_verdicts,
+    version_label,
+    where,
 )
 
 STATUS_STYLE = {
@@ -34,16 +35,6 @@ GIL_STYLE = {
     Gil.UNDECLARED: "red",
     Gil.UNKNOWN: "dim",
 }
-# What needs a person's attention first.
-ATTENTION = (
-    Status.BLOCKED,
-    Status.GIL,
-    Status.BUILD,
-    Status.DOWNGRADE,
-    Status.UPGRADE,
-    Status.UNKNOWN,
-    Status.READY,
-)
 
 
 def _console(width: int, color: bool) -> tuple[Console, io.StringIO]:
@@ -61,30 +52,13 @@ def _console(width: int, color: bool) -> tuple[Console, io.StringIO]:
 
 
 def _version(pkg: PackageReport) -> Text:
-    if pkg.dependency.version:
-        return Text(pkg.dependency.version)
-    chosen = sorted({v.version for v in pkg.verdicts if v.version})
-    if not chosen:
-        return Text("-")
-    # Not locked: the newest release each target installs, marked so nobody mistakes it
-    # for a pin.
-    return Text(", ".join(chosen)).append(" (newest)", style="dim")
+    version, mark = version_label(pkg)
+    return Text(version).append(f" {mark}" if mark else "", style="dim")
 
 
 def _cell(verdicts: list[Verdict]) -> Text:
-    if not verdicts:
-        return Text("-", style="dim")
-    status = worst(v.status for v in verdicts)
-    v = next(x for x in verdicts if x.status is status)
-    label = status.value
-    if v.use_version and status in (Status.UPGRADE, Status.DOWNGRADE, Status.BUILD, Status.GIL):
-        label += f" → {v.use_version}"
-    return Text(label, style=STATUS_STYLE[status])
-
-
-def _sort_key(pkg: PackageReport) -> tuple[int, str]:
-    status = worst(v.status for v in pkg.verdicts)
-    return (ATTENTION.index(status), pkg.dependency.name)
+    status, label = cell(verdicts)
+    return Text(label, style=STATUS_STYLE[status] if status else "dim")
 
 
 def render_report(
@@ -101,8 +75,8 @@ def render_report(
     table.add_column("Evidence", no_wrap=True)
     hidden = 0
     shown_packages = []
-    for pkg in sorted(report.packages, key=_sort_key):
-        worst_status = worst(v.status for v in pkg.verdicts)
+    for pkg in ordered(report.packages):
+        worst_status = package_status(pkg)
         if only_problems and worst_status is Status.READY:
             hidden += 1
             continue
@@ -112,37 +86,29 @@ def render_report(
             parents = pkg.dependency.required_by
             more = f" +{len(parents) - 1}" if len(parents) > 1 else ""
             name.append(f" ← {parents[0]}{more}", style="dim")
-        evidence = sorted(
-            {v.evidence.value for v in pkg.verdicts if v.evidence is not None},
-            key=[e.value for e in Evidence].index,
-        )
         table.add_row(
             name,
             _version(pkg),
-            *(_cell([v for v in pkg.verdicts if v.target == t]) for t in report.targets),
-            ", ".join(evidence) or "-",
+            *(_cell(target_verdicts(pkg, t)) for t in report.targets),
+            evidence_label(pkg),
         )
     console.print(table)
     if hidden:
         console.print(f"[dim]{hidden} ready packages not shown.[/dim]")
-    details = [
-        (pkg, v) for pkg in shown_packages for v in pkg.verdicts if v.status is not Status.READY
-    ]
+    details = [(pkg, v) for pkg in shown_packages for v in problems(pkg)]
     if details:
         console.print()
         console.print(Text("Why", style="bold"))
-        multi_platform = len(report.platforms) > 1
         # A borderless grid, so that a long reason wraps under itself, not under the name.
         why = Table.grid(padding=(0, 1))
         why.add_column(no_wrap=True)
         why.add_column(no_wrap=True)
         why.add_column(overflow="fold")
         for pkg, v in details:
-            where = v.target.name + (f" {v.platform}" if multi_platform else "")
             name = Text(
                 "  " + f"{pkg.dependency.display_name} {pkg.dependency.version or ''}".strip()
             )
-            name.append(f" [{where}]", style="dim")
+            name.append(f" [{where(v, report)}]", style="dim")
             why.add_row(name, Text(v.status.value, style=STATUS_STYLE[v.status]), v.reason)
         console.print(why)
     advised = [(pkg, a) for pkg in shown_packages for a in pkg.advice]

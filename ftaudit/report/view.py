@@ -1,0 +1,110 @@
+"""What every report format shows the same way: order, cell labels, versions, evidence.
+
+Pure functions over the Report, so the table, Markdown, HTML and CI annotations cannot
+disagree about a package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ftaudit.model import Evidence, PackageReport, Report, Status, Target, Verdict, worst
+
+# What needs a person's attention first.
+ATTENTION = (
+    Status.BLOCKED,
+    Status.GIL,
+    Status.BUILD,
+    Status.DOWNGRADE,
+    Status.UPGRADE,
+    Status.UNKNOWN,
+    Status.READY,
+)
+
+STATUS_MEANING = {
+    Status.READY: "an artifact for the target exists and nothing in it needs the GIL",
+    Status.GIL: "installs, but importing it re-enables the GIL for the whole process",
+    Status.UPGRADE: "this version is not ready; a newer one is",
+    Status.DOWNGRADE: "this version has nothing for the target; an older one is ready",
+    Status.BUILD: "no wheel for the target, only an sdist: must be built from source",
+    Status.BLOCKED: "nothing installable for the target",
+    Status.UNKNOWN: "could not be determined (the reason says why)",
+}
+
+EVIDENCE_MEANING = {
+    Evidence.VERIFIED: "imported in a real free-threaded interpreter",
+    Evidence.INSPECTED: "the compiled extension modules were read (not executed)",
+    Evidence.TAGS: "wheel tags only",
+    Evidence.CLASSIFIER: "the author's trove classifier",
+    Evidence.PURE: "no compiled code",
+}
+
+
+def package_status(pkg: PackageReport) -> Status:
+    return worst(v.status for v in pkg.verdicts)
+
+
+def ordered(packages: Sequence[PackageReport]) -> list[PackageReport]:
+    """Packages that need attention first, then by name."""
+    return sorted(packages, key=lambda p: (ATTENTION.index(package_status(p)), p.dependency.name))
+
+
+def target_verdicts(pkg: PackageReport, target: Target) -> list[Verdict]:
+    return [v for v in pkg.verdicts if v.target == target]
+
+
+def cell(verdicts: Sequence[Verdict]) -> tuple[Status | None, str]:
+    """The status shown for one package and target (worst across platforms), and its label:
+    'upgrade → 2.0'. None when the target does not install the package."""
+    if not verdicts:
+        return None, "-"
+    status = worst(v.status for v in verdicts)
+    v = next(x for x in verdicts if x.status is status)
+    label = status.value
+    if v.use_version and status in (Status.UPGRADE, Status.DOWNGRADE, Status.BUILD, Status.GIL):
+        label += f" → {v.use_version}"
+    return status, label
+
+
+def version_label(pkg: PackageReport) -> tuple[str, str]:
+    """The version, and '(not locked)' when ftaudit chose it rather than a lock or a pin."""
+    dep = pkg.dependency
+    if dep.version:
+        return dep.version, "" if dep.locked else "(not locked)"
+    chosen = sorted({v.version for v in pkg.verdicts if v.version})
+    return (", ".join(chosen), "(not locked)") if chosen else ("-", "")
+
+
+def evidence_label(pkg: PackageReport) -> str:
+    kinds = sorted(
+        {v.evidence.value for v in pkg.verdicts if v.evidence is not None},
+        key=[e.value for e in Evidence].index,
+    )
+    return ", ".join(kinds) or "-"
+
+
+def where(v: Verdict, report: Report) -> str:
+    return v.target.name + (f" {v.platform}" if len(report.platforms) > 1 else "")
+
+
+def problems(pkg: PackageReport) -> list[Verdict]:
+    return [v for v in pkg.verdicts if v.status is not Status.READY]
+
+
+def chains(report: Report, name: str, limit: int = 20) -> list[list[str]]:
+    """Every chain of display names from a direct requirement down to `name`."""
+    deps = {p.dependency.name: p.dependency for p in report.packages}
+    out: list[list[str]] = []
+
+    def walk(node: str, path: list[str]) -> None:
+        dep = deps.get(node)
+        if dep is None or len(out) >= limit:
+            return
+        if dep.direct or not dep.required_by:
+            out.append([node, *path])
+        for parent in dep.required_by:
+            if parent not in path and parent != node:
+                walk(parent, [node, *path])
+
+    walk(name, [])
+    return [[deps[n].display_name if n in deps else n for n in chain] for chain in out]
