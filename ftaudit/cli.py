@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import shutil
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 
 from ftaudit import __version__
 from ftaudit.errors import FtauditError, InputError, UsageError
-from ftaudit.model import Installed, Report, Requested, Source, Status, Target
+from ftaudit.model import Installed, Policy, Report, Requested, Source, Status, Target
 from ftaudit.report import OutputFormat
 
 if TYPE_CHECKING:
@@ -145,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument(
         "--fail-on",
         metavar="S[,S]",
-        default="blocked,gil",
-        help=f"statuses that make the exit code 1 ({STATUS_NAMES}; default: blocked,gil)",
+        help=f"statuses that make the exit code 1 ({STATUS_NAMES}, or none; default: "
+        "[tool.ftaudit] fail-on, else blocked,gil)",
     )
     scan.add_argument(
         "--jobs",
@@ -264,35 +266,20 @@ def _say(args: argparse.Namespace, message: str) -> None:
         print(f"ftaudit: {message}", file=sys.stderr)
 
 
-def _parse_fail_on(text: str) -> frozenset[Status]:
-    out = set()
-    for item in text.split(","):
-        name = item.strip().lower()
-        if not name or name == "none":
-            continue
-        try:
-            out.add(Status(name))
-        except ValueError:
-            raise UsageError(
-                f"invalid --fail-on status {name!r}: expected some of {STATUS_NAMES}"
-            ) from None
-    return frozenset(out)
-
-
 # --- scan ---------------------------------------------------------------------------------
 
 
 def _scan(args: argparse.Namespace) -> int:
     from ftaudit.cache import Cache, default_cache_dir
+    from ftaudit.config import DEFAULT_FAIL_ON, load_policy, parse_statuses
+    from ftaudit.policy import apply_policy, expired, failing
     from ftaudit.report import render
     from ftaudit.sources.detect import detect
     from ftaudit.targets import parse_platforms, parse_targets, this_platform
 
-    fail_on = _parse_fail_on(args.fail_on)
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    explicit_targets = parse_targets(args.target) if args.target else None
-    explicit_platforms = parse_platforms(args.platform) if args.platform else None
+    cli_fail_on = None if args.fail_on is None else parse_statuses(args.fail_on, "--fail-on")
     found = detect(
         Path(args.path),
         python=args.python,
@@ -300,15 +287,32 @@ def _scan(args: argparse.Namespace) -> int:
         lockfile=args.lockfile,
         requirements=tuple(args.requirement),
     )
+    policy = load_policy(_pyproject_of(Path(args.path), found))
+    fail_on = next(f for f in (cli_fail_on, policy.fail_on, DEFAULT_FAIL_ON) if f is not None)
+    target_text = args.target or policy.targets
+    platform_text = args.platform or policy.platforms
     env = found.environment
-    targets = explicit_targets or _default_targets(found)
-    platforms = explicit_platforms or ((env.platform,) if env else (this_platform(),))
+    targets = parse_targets(target_text) if target_text else _default_targets(found)
+    platforms = (
+        parse_platforms(platform_text)
+        if platform_text
+        else ((env.platform,) if env else (this_platform(),))
+    )
     cache = Cache(args.cache_dir or default_cache_dir())
     try:
-        report = _run_scan(args, found, targets, platforms, cache)
+        report = _run_scan(args, found, targets, platforms, cache, policy)
     finally:
         cache.close()
     report = _with_advice(report, Path(args.path))
+    today = datetime.date.today()
+    report = apply_policy(report, replace(policy, fail_on=fail_on), today)
+    for rule in expired(policy, today):
+        assert rule.expires is not None
+        print(
+            f"ftaudit: {policy.path}: the ignore for {rule.package} expired on "
+            f"{rule.expires.isoformat()} ({rule.reason}): renew or remove it",
+            file=sys.stderr,
+        )
     if args.why:
         _why(report, args.why)
     fmt = OutputFormat(args.format)
@@ -324,8 +328,7 @@ def _scan(args: argparse.Namespace) -> int:
         ),
         args.output,
     )
-    findings = any(v.status in fail_on for p in report.packages for v in p.verdicts)
-    return 1 if findings else 0
+    return 1 if failing(report, fail_on) or expired(policy, today) else 0
 
 
 def _run_scan(
@@ -334,6 +337,7 @@ def _run_scan(
     targets: tuple[Target, ...],
     platforms: tuple[str, ...],
     cache: Cache,
+    policy: Policy,
 ) -> Report:
     from ftaudit.index.http import Http
     from ftaudit.index.pipconfig import pip_index_config
@@ -342,8 +346,9 @@ def _run_scan(
 
     env = found.environment
     source_urls = _source_index_urls(found)
-    index_url = args.index_url or (source_urls[0] if source_urls else None)
-    extra_urls = tuple(args.extra_index_url) or source_urls[1:]
+    # The command line, then [tool.ftaudit], then what the lock or requirements name.
+    index_url = args.index_url or policy.index_url or (source_urls[0] if source_urls else None)
+    extra_urls = tuple(args.extra_index_url) or policy.extra_index_urls or source_urls[1:]
 
     def make_index() -> Index:
         if args.offline and not cache.has_pages():
@@ -414,6 +419,13 @@ def _with_advice(report: Report, path: Path) -> Report:
             ),
         )
     return advise(report, scan.sites)
+
+
+def _pyproject_of(path: Path, found: Detected) -> Path:
+    """The pyproject.toml whose [tool.ftaudit] applies: the scanned project's."""
+    if found.project is not None:
+        return Path(found.project.path)
+    return (path if path.is_dir() else path.parent) / "pyproject.toml"
 
 
 def _default_targets(found: Detected) -> tuple[Target, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -260,6 +261,39 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Ignore:
+    """A finding the project accepts for now: which package, why, and until when."""
+
+    package: str  # canonical
+    reason: str
+    expires: datetime.date | None = None
+    targets: tuple[str, ...] = ()  # empty: every target
+
+    def expired(self, today: datetime.date) -> bool:
+        return self.expires is not None and today > self.expires
+
+    def covers(self, name: str, target: str, today: datetime.date) -> bool:
+        return (
+            name == self.package
+            and (not self.targets or target in self.targets)
+            and not self.expired(today)
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    """``[tool.ftaudit]``: defaults for the command line, and the accepted findings."""
+
+    path: str | None = None  # the pyproject.toml it came from
+    targets: str | None = None  # as --target takes them: "3.13t,3.14t"
+    platforms: str | None = None
+    fail_on: frozenset[Status] | None = None
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    ignore: tuple[Ignore, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Verdict:
     """The status of one package for one target on one platform, and why."""
 
@@ -277,6 +311,7 @@ class Verdict:
     use_version_date: str | None = None
     version_date: str | None = None
     held_back: tuple[tuple[str, str | None], ...] = ()
+    ignored: str | None = None  # the policy's reason, when an ignore entry covers it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -321,6 +356,7 @@ class Report:
     sources: tuple[Source, ...]
     packages: tuple[PackageReport, ...]
     notes: tuple[str, ...] = field(default=())
+    policy: Policy | None = None
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Packages per status for every target (worst verdict across platforms)."""

@@ -85,7 +85,7 @@ def test_sdist_has_nothing_to_inspect(capsys: pytest.CaptureFixture[str], tmp_pa
         (["scan", "--target", "3.12t"], "free-threaded CPython starts at 3.13t"),
         (["scan", "--target", "banana"], "invalid target"),
         (["scan", "--platform", "amiga"], "invalid platform"),
-        (["scan", "--fail-on", "gil,sometimes"], "invalid --fail-on status"),
+        (["scan", "--fail-on", "gil,sometimes"], "--fail-on: invalid status"),
         (["scan", "--python", "/nonexistent/python"], "/nonexistent/python"),
         (["scan", "--jobs", "0"], "--jobs"),
     ],

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from ftaudit.model import Report, Status
-from ftaudit.report.view import ordered, problems
+from ftaudit.report.view import ignored_note, ordered, problems
 
 
 def _data(text: str) -> str:
@@ -27,12 +27,12 @@ def render_report(report: Report, fail_on: Collection[Status]) -> str:
     for pkg in ordered(report.packages):
         dep = pkg.dependency
         for v in problems(pkg):
-            level = "error" if v.status in fail_on else "warning"
+            level = "error" if v.status in fail_on and v.ignored is None else "warning"
             version = dep.version or v.version or ""
             title = f"{dep.display_name} {version}: {v.status.value} on {v.target.name}".strip()
             if len(report.platforms) > 1:
                 title += f" ({v.platform})"
-            message = v.reason
+            message = v.reason + ignored_note(v)
             advice = [a.text for a in pkg.advice if v.target.name in a.targets]
             if advice:
                 message += "\n" + "\n".join(advice)

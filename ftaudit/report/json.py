@@ -6,10 +6,11 @@ Fields may be added to these documents, never renamed or removed: CI pipelines r
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 
 from ftaudit.codec import extension_to_dict, library_to_dict
-from ftaudit.model import Advice, ArtifactFacts, PackageReport, Report, Verdict, worst
+from ftaudit.model import Advice, ArtifactFacts, PackageReport, Policy, Report, Verdict, worst
 
 REPORT_SCHEMA = "ftaudit-report/1"
 INSPECT_SCHEMA = "ftaudit-inspect/1"
@@ -24,6 +25,7 @@ def _verdict(v: Verdict) -> dict[str, Any]:
         "use_version": v.use_version,
         "platform": v.platform,
         "version": v.version,
+        "ignored": v.ignored,
     }
 
 
@@ -78,6 +80,27 @@ def report_document(report: Report) -> dict[str, Any]:
         "summary": report.summary(),
         "packages": [_package(p, report) for p in report.packages],
         "notes": list(report.notes),
+        "policy": _policy(report.policy),
+    }
+
+
+def _policy(policy: Policy | None) -> dict[str, Any]:
+    if policy is None:
+        return {"fail_on": [], "config": None, "ignored": []}
+    today = date.today()
+    return {
+        "fail_on": sorted(s.value for s in policy.fail_on or ()),
+        "config": policy.path,
+        "ignored": [
+            {
+                "package": rule.package,
+                "reason": rule.reason,
+                "expires": rule.expires.isoformat() if rule.expires else None,
+                "expired": rule.expired(today),
+                "targets": list(rule.targets),
+            }
+            for rule in policy.ignore
+        ],
     }
 
 

@@ -16,6 +16,7 @@ from ftaudit.report.view import (
     cell,
     chains,
     evidence_label,
+    ignored_note,
     ordered,
     package_status,
     problems,
@@ -129,7 +130,7 @@ def _package_section(pkg: PackageReport, report: Report) -> list[str]:
     lines.append("")
     for v in problems(pkg):
         evidence = f" _(evidence: {v.evidence.value})_" if v.evidence else ""
-        lines.append(f"- {where(v, report)}: {_esc(v.reason)}{evidence}")
+        lines.append(f"- {where(v, report)}: {_esc(v.reason + ignored_note(v))}{evidence}")
     lines.append("")
     if pkg.advice:
         lines.append("**What to do**")

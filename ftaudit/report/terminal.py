@@ -12,6 +12,7 @@ from ftaudit.model import ArtifactFacts, Gil, PackageReport, Report, Status, Ver
 from ftaudit.report.view import (
     cell,
     evidence_label,
+    ignored_note,
     ordered,
     package_status,
     problems,
@@ -109,7 +110,9 @@ def render_report(
                 "  " + f"{pkg.dependency.display_name} {pkg.dependency.version or ''}".strip()
             )
             name.append(f" [{where(v, report)}]", style="dim")
-            why.add_row(name, Text(v.status.value, style=STATUS_STYLE[v.status]), v.reason)
+            why.add_row(
+                name, Text(v.status.value, style=STATUS_STYLE[v.status]), v.reason + ignored_note(v)
+            )
         console.print(why)
     advised = [(pkg, a) for pkg in shown_packages for a in pkg.advice]
     if advised:

@@ -63,6 +63,8 @@ def cell(verdicts: Sequence[Verdict]) -> tuple[Status | None, str]:
     label = status.value
     if v.use_version and status in (Status.UPGRADE, Status.DOWNGRADE, Status.BUILD, Status.GIL):
         label += f" → {v.use_version}"
+    if v.ignored is not None:
+        label += " (ignored)"
     return status, label
 
 
@@ -81,6 +83,10 @@ def evidence_label(pkg: PackageReport) -> str:
         key=[e.value for e in Evidence].index,
     )
     return ", ".join(kinds) or "-"
+
+
+def ignored_note(v: Verdict) -> str:
+    return f" [ignored by policy: {v.ignored}]" if v.ignored is not None else ""
 
 
 def where(v: Verdict, report: Report) -> str:
