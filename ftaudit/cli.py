@@ -151,6 +151,25 @@ def build_parser() -> argparse.ArgumentParser:
         "[tool.ftaudit] fail-on, else blocked,gil)",
     )
     scan.add_argument(
+        "--verify",
+        action="store_true",
+        help="also import each judged extension module in a real free-threaded interpreter "
+        "(a temporary venv, one subprocess per module, with a timeout)",
+    )
+    scan.add_argument(
+        "--ft-python",
+        metavar="PY",
+        help="the free-threaded interpreter for --verify (default: python3.15t, "
+        "python3.14t, python3.13t or python3 on PATH, whichever is free-threaded)",
+    )
+    scan.add_argument(
+        "--verify-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=60.0,
+        help="how long one import may take under --verify (default: 60)",
+    )
+    scan.add_argument(
         "--jobs",
         "-j",
         metavar="N",
@@ -279,7 +298,10 @@ def _scan(args: argparse.Namespace) -> int:
 
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    # Usage errors come before anything is read.
     cli_fail_on = None if args.fail_on is None else parse_statuses(args.fail_on, "--fail-on")
+    cli_targets = parse_targets(args.target) if args.target else None
+    cli_platforms = parse_platforms(args.platform) if args.platform else None
     found = detect(
         Path(args.path),
         python=args.python,
@@ -289,14 +311,16 @@ def _scan(args: argparse.Namespace) -> int:
     )
     policy = load_policy(_pyproject_of(Path(args.path), found))
     fail_on = next(f for f in (cli_fail_on, policy.fail_on, DEFAULT_FAIL_ON) if f is not None)
-    target_text = args.target or policy.targets
-    platform_text = args.platform or policy.platforms
     env = found.environment
-    targets = parse_targets(target_text) if target_text else _default_targets(found)
+    targets = (
+        cli_targets
+        or (parse_targets(policy.targets) if policy.targets else None)
+        or _default_targets(found)
+    )
     platforms = (
-        parse_platforms(platform_text)
-        if platform_text
-        else ((env.platform,) if env else (this_platform(),))
+        cli_platforms
+        or (parse_platforms(policy.platforms) if policy.platforms else None)
+        or ((env.platform,) if env else (this_platform(),))
     )
     cache = Cache(args.cache_dir or default_cache_dir())
     try:
@@ -376,10 +400,61 @@ def _run_scan(
         f"{', '.join(t.name for t in targets)} on {', '.join(platforms)}",
     )
     if show_progress:
-        return _with_progress(
+        report = _with_progress(
             lambda progress: scanner.scan(plan, sources, installed, env, notes, progress)
         )
-    return scanner.scan(plan, sources, installed, env, notes)
+    else:
+        report = scanner.scan(plan, sources, installed, env, notes)
+    if args.verify:
+        report = _verify(args, report, scanner, found, show_progress)
+    return report
+
+
+def _verify(
+    args: argparse.Namespace,
+    report: Report,
+    scanner: Scanner,
+    found: Detected,
+    show_progress: bool,
+) -> Report:
+    from ftaudit.targets import this_platform
+    from ftaudit.verify import find_interpreter, verify
+
+    interpreter = find_interpreter(args.ft_python)
+    if args.verify_timeout <= 0:
+        raise UsageError("--verify-timeout must be positive")
+    if interpreter.target not in report.targets:
+        raise UsageError(
+            f"--verify: {interpreter.executable} is {interpreter.target.name}, which is not "
+            f"among the scanned targets ({', '.join(t.name for t in report.targets)})"
+        )
+    platform = this_platform()
+    wheels: dict[str, Path] = {}
+    for pkg in report.packages:
+        for v in pkg.verdicts:
+            if v.artifact and v.target == interpreter.target and v.platform == platform:
+                path = scanner.artifact_file(v.artifact)
+                if path is not None:
+                    wheels[v.artifact] = path
+    env = found.environment
+    # Installed files count only when they were built for this very interpreter.
+    site_dirs: list[str] = []
+    if env is not None and env.free_threaded and env.version[:2] == interpreter.target.version:
+        site_dirs = list(env.site_dirs)
+
+    def run(progress: Callable[[str, int, int], None] | None) -> Report:
+        return verify(
+            report,
+            interpreter,
+            platform,
+            wheels,
+            site_dirs,
+            timeout=args.verify_timeout,
+            jobs=min(args.jobs, 4),
+            progress=progress,
+        )
+
+    return _with_progress(run, "importing") if show_progress else run(None)
 
 
 def _source_index_urls(found: Detected) -> tuple[str, ...]:
@@ -540,7 +615,9 @@ def _why(report: Report, name: str) -> None:
         print(f"  project -> {' -> '.join(chain)}", file=sys.stderr)
 
 
-def _with_progress(run: Callable[[Callable[[str, int, int], None]], Report]) -> Report:
+def _with_progress(
+    run: Callable[[Callable[[str, int, int], None]], Report], verb: str = "checking"
+) -> Report:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -552,10 +629,10 @@ def _with_progress(run: Callable[[Callable[[str, int, int], None]], Report]) -> 
         console=console,
         transient=True,
     ) as progress:
-        task = progress.add_task("checking", total=None)
+        task = progress.add_task(verb, total=None)
 
         def update(name: str, done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total, description=f"checking {name}")
+            progress.update(task, completed=done, total=total, description=f"{verb} {name}")
 
         return run(update)
 

@@ -98,6 +98,8 @@ class Scanner:
         self._index_factory = index
         self._index: Index | None = None
         self._index_lock = threading.Lock()
+        # Every index file judged, by file name: what --verify installs.
+        self.judged: dict[str, IndexFile] = {}
         self._once = _Once()
 
     # --- the index is only set up when something needs it (an offline scan of pure
@@ -416,6 +418,7 @@ class Scanner:
             facts = ArtifactFacts(artifact=wheel.filename, tags=tags)
             pure = bool(tags) and all(t.endswith("-none-any") for t in tags)
             return facts, judge_artifact(facts, inspected=False, has_binaries=not pure)
+        self.judged[wheel.filename] = wheel
         try:
             facts = self._once.get(("wheel", wheel.url), lambda: self._wheel_facts(wheel))
         except FtauditError as exc:
@@ -436,6 +439,12 @@ class Scanner:
         if wheel.sha256:
             self.cache.store_facts(wheel.sha256, _FACTS_KEY, json.dumps(facts_to_dict(facts)))
         return facts
+
+    def artifact_file(self, filename: str) -> Path | None:
+        """The cached file of a judged artifact (downloaded now if only its facts were
+        cached), or None when the scan judged no file of that name."""
+        wheel = self.judged.get(filename)
+        return self._download(wheel) if wheel is not None else None
 
     def _download(self, wheel: IndexFile) -> Path:
         cached = self.cache.artifact_path(wheel.url, wheel.filename, wheel.sha256)

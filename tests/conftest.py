@@ -109,10 +109,11 @@ def _ext_wheel(
     *,
     requires: tuple[str, ...] = (),
     module: str = "_core",
+    flags: tuple[str, ...] = ("-O2",),
 ) -> Path:
     pkg = name.replace("-", "_")
     build_dir = work / f"{name}-{version}-{tag}"
-    so = toolchain.compile_module(python, variant, module, build_dir)
+    so = toolchain.compile_module(python, variant, module, build_dir, flags=flags)
     files = {
         f"{pkg}/__init__.py": b"",
         f"{pkg}/{so.name}": so.read_bytes(),
@@ -135,6 +136,8 @@ def fixture_wheels(
     ftfix-none 1.0      GIL wheel only                              -> blocked
     ftfix-pure 1.0      py3-none-any                                -> ready (pure)
     ftfix-uses-single   py3-none-any, requires ftfix-single         -> ready (pure)
+    ftfix-crash 1.0     declares not_used, aborts when imported     -> ready (static)
+    ftfix-hang 1.0      declares not_used, never finishes importing -> ready (static)
     ftfix-lib 1.0       a plain shared library, no extension module -> ready (inspected)
     """
     out = tmp_path_factory.mktemp("index")
@@ -148,6 +151,8 @@ def fixture_wheels(
         _ext_wheel(out, work, py, tag, "ftfix-runtime", "1.0", RUNTIME)
         _ext_wheel(out, work, py, tag, "ftfix-old", "1.0", NOT_USED)
         _ext_wheel(out, work, py, tag, "ftfix-lib", "1.0", PLAIN_LIBRARY, module="libthing")
+    for name, flag in (("ftfix-crash", "-DON_IMPORT_CRASH"), ("ftfix-hang", "-DON_IMPORT_HANG")):
+        _ext_wheel(out, work, ft_python, FT_TAG, name, "1.0", NOT_USED, flags=("-O2", flag))
     _ext_wheel(out, work, gil_python, GIL_TAG, "ftfix-sdist", "1.0", NOT_USED)
     build_sdist(out, "ftfix-sdist", "1.0")
     _ext_wheel(out, work, gil_python, GIL_TAG, "ftfix-old", "2.0", NOT_USED)
