@@ -146,7 +146,10 @@ def render_report(
             line.append("no packages")
         console.print(line)
     for note in report.notes:
-        console.print(f"[dim]note: {note}[/dim]")
+        if "DISAGREES" in note:
+            console.print(Text(note, style="bold red"))
+        else:
+            console.print(Text(f"note: {note}", style="dim"))
     return buffer.getvalue()
 
 
