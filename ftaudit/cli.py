@@ -35,6 +35,13 @@ examples:
   ftaudit scan --env /opt/conda/envs/ml --format json -o report.json
   ftaudit scan --target 3.13t,3.14t --fail-on gil,blocked,unknown
   ftaudit scan --why numpy              who pulls numpy in
+  ftaudit scan --format markdown -o assessment.md
+  ftaudit scan --format github          annotations for a GitHub Actions job
+  ftaudit scan --verify --ft-python python3.13t
+                                        also import each module in that interpreter
+
+policy: [tool.ftaudit] in pyproject.toml sets targets, platforms, fail-on, index-url,
+extra-index-url and ignore = [{package, reason, expires}]; flags win.
 
 exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or input error
 """
@@ -62,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan = sub.add_parser(
         "scan",
         help="audit a project's dependencies",
-        description="Audit every installed distribution of a project's environment for the "
-        "free-threaded targets.",
+        description="Audit what a project installs (its lockfile, environment, requirements "
+        "or pyproject.toml) for free-threaded targets: which packages re-enable the GIL, "
+        "which have nothing to install, and what to do about each.",
         epilog=EPILOG_SCAN,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

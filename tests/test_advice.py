@@ -58,8 +58,9 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def _scan(project: Path, index: IndexServer, tmp_path: Path) -> dict[str, Any]:
-    out = tmp_path / "report.json"
+def _render(project: Path, index: IndexServer, tmp_path: Path, fmt: str) -> str:
+    """The fixture project scanned for 3.13t in one format; gil and blocked fail it."""
+    out = tmp_path / f"report.{fmt}"
     code = main(
         [
             "scan",
@@ -71,15 +72,21 @@ def _scan(project: Path, index: IndexServer, tmp_path: Path) -> dict[str, Any]:
             "--index-url",
             index.url,
             "--format",
-            "json",
+            fmt,
             "-o",
             str(out),
             "--cache-dir",
             str(tmp_path / "cache"),
+            "--fail-on",
+            "blocked,gil",
         ]
     )
     assert code == 1
-    return dict(json.loads(out.read_text()))
+    return out.read_text()
+
+
+def _scan(project: Path, index: IndexServer, tmp_path: Path) -> dict[str, Any]:
+    return dict(json.loads(_render(project, index, tmp_path, "json")))
 
 
 @pytest.mark.ft
@@ -189,32 +196,6 @@ def test_isolate_without_own_imports_names_who_brings_it() -> None:
     (advice,) = package_advice(pkg, {}, {"os": [site]})
     assert advice.import_sites == ()
     assert "comes in through parent" in advice.text
-
-
-def _render(project: Path, index: IndexServer, tmp_path: Path, fmt: str) -> str:
-    out = tmp_path / f"report.{fmt}"
-    code = main(
-        [
-            "scan",
-            str(project),
-            "-r",
-            str(project / "requirements.in"),
-            "--target",
-            "3.13t",
-            "--index-url",
-            index.url,
-            "--format",
-            fmt,
-            "-o",
-            str(out),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--fail-on",
-            "blocked,gil",
-        ]
-    )
-    assert code == 1
-    return out.read_text()
 
 
 @pytest.mark.ft
