@@ -207,6 +207,21 @@ class Scanner:
             ),
         )
 
+    def dependency_requires(
+        self, dep: Dependency, target: Target, platform: str
+    ) -> tuple[str, ...]:
+        """Requires-Dist of what `dep` installs: the lock's file when it names one."""
+        release = None
+        if dep.files and all(f.url for f in dep.files):
+            release = self._pinned_release(dep)
+        if release is None:
+            release = self.releases(dep.name).get(
+                select.parse_version(dep.version or "") or Version("0")
+            )
+        if release is None:
+            raise InputError(f"{dep.version} is not on {self.index().describe()}")
+        return self.requires(dep.name, release, target, platform)
+
     # --- one package, one target, one platform -----------------------------------------
 
     def _evaluate(
@@ -347,9 +362,8 @@ class Scanner:
             _check_pinned_hashes(dep, files)
         return files
 
-    def _pinned_candidate(
-        self, dep: Dependency, target: Target, platform: str
-    ) -> tuple[ArtifactFacts | None, Candidate]:
+    def _pinned_release(self, dep: Dependency) -> select.Release | None:
+        """The lock's own files of `dep`, as a release (the lock gives their URLs)."""
         files = [
             IndexFile(
                 filename=f.filename,
@@ -361,10 +375,15 @@ class Scanner:
             )
             for f in dep.files
         ]
-        version = dep.version or ""
-        release = select.group_releases(dep.name, files).get(
-            select.parse_version(version) or Version("0")
+        return select.group_releases(dep.name, files).get(
+            select.parse_version(dep.version or "") or Version("0")
         )
+
+    def _pinned_candidate(
+        self, dep: Dependency, target: Target, platform: str
+    ) -> tuple[ArtifactFacts | None, Candidate]:
+        version = dep.version or ""
+        release = self._pinned_release(dep)
         if release is None:
             return None, Candidate(version=version)
         wheel = select.best_wheel(release, target, platform, allow_yanked=True)

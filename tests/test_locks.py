@@ -183,12 +183,15 @@ def test_locked_artifacts_are_judged(
     assert pkgs["ftlk-core"]["targets"]["3.14t"]["evidence"] == "pure"  # type: ignore[index]
 
 
-@pytest.mark.parametrize("kind", ["uv", "poetry", "pdm", "requirements"])
+@pytest.mark.parametrize("kind", sorted(FORMATS))
 def test_graph(
     kind: str, lock_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Every format gives who requires whom: from the lock's edges, pip-compile's `# via`,
+    or, for Pipfile.lock and uv's pylock.toml (no edges), each package's own metadata."""
     pkgs = _verdicts(scan_json([str(LOCKS / kind), "--target", "3.14t"], tmp_path, capsys))
     assert pkgs["ftlk-util"]["required_by"] == ["ftlk-core"]
+    assert pkgs["ftlk-speedup"]["required_by"] == ["ftlk-extras"]
     assert pkgs["ftlk-util"]["direct"] is False
     assert pkgs["ftlk-core"]["direct"] is True
     assert pkgs["ftlk-gil"]["direct"] is True

@@ -14,7 +14,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from ftaudit.model import Dependency, Edge, LockedPackage, LockGraph, Target
-from ftaudit.sources.markers import holds, marker_environment
+from ftaudit.sources.markers import extras_named, holds, marker_environment
 from ftaudit.targets import python_allows
 
 
@@ -38,8 +38,11 @@ def installed_for(graph: LockGraph, target: Target, platform: str) -> list[Depen
                 chosen[pkg.name] = pkg
                 parents[pkg.name] = set()
         for pkg in chosen.values():
-            for edge in pkg.dependencies:
-                if edge.name in chosen and holds(edge.marker, env, _all_extras(pkg)):
+            # An extra's edges count too: the lock installed its target for some extra.
+            optional = [e for _extra, edges in pkg.optional for e in edges]
+            for edge in (*pkg.dependencies, *optional):
+                asked = _all_extras(pkg) | set(extras_named(edge.marker))
+                if edge.name in chosen and holds(edge.marker, env, asked):
                     parents[edge.name].add(pkg.name)
                     if edge.specifier:
                         asks.setdefault(edge.name, set()).add((pkg.name, edge.specifier))

@@ -7,6 +7,7 @@ free-threaded 3.14 on Windows installs is decided by evaluating every marker aga
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from functools import cache
 
@@ -81,3 +82,12 @@ def holds(marker: str | Marker | None, env: Mapping[str, str], extras: Iterable[
         return any(parsed.evaluate({**env, "extra": extra}) for extra in asked)
     except (UndefinedComparison, UndefinedEnvironmentName):
         return True
+
+
+_EXTRA = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
+
+
+def extras_named(marker: str | Marker | None) -> list[str]:
+    """The extras a marker asks about (`extra == "x"`): for edges of a lock that already
+    decided which extras are installed."""
+    return _EXTRA.findall(str(marker)) if marker else []

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -28,7 +28,7 @@ from packaging.version import Version
 from ftaudit.errors import FtauditError, first_line
 from ftaudit.index.select import Release, newest_installable
 from ftaudit.model import Dependency, Requested, Target
-from ftaudit.sources.markers import holds, marker_environment
+from ftaudit.sources.markers import extras_named, holds, marker_environment
 
 MAX_PASSES = 20
 
@@ -252,3 +252,66 @@ def _exact_pin(spec: SpecifierSet) -> str | None:
 
 def _version(release: Release | None) -> Version | None:
     return release.version if release is not None else None
+
+
+class EdgeProvider(Protocol):
+    def dependency_requires(
+        self, dep: Dependency, target: Target, platform: str
+    ) -> tuple[str, ...]:
+        """Requires-Dist of the artifact `dep` installs on (target, platform)."""
+        ...
+
+
+def with_metadata_edges(
+    deps: Sequence[Dependency],
+    target: Target,
+    platform: str,
+    provider: EdgeProvider,
+    *,
+    direct_known: bool,
+    jobs: int = 8,
+) -> tuple[list[Dependency], list[str]]:
+    """Who requires whom among locked packages, from each one's own metadata: for locks
+    that record no edges (Pipfile.lock, pylock.toml as uv writes it)."""
+    env = marker_environment(target, platform)
+    names = {d.name for d in deps}
+    parents: dict[str, set[str]] = {d.name: set() for d in deps}
+    notes: list[str] = []
+
+    def requires(dep: Dependency) -> tuple[Dependency, tuple[str, ...] | str]:
+        if dep.direct_reference or not dep.version:
+            return dep, ()
+        try:
+            return dep, provider.dependency_requires(dep, target, platform)
+        except FtauditError as exc:
+            return dep, first_line(exc)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(deps) or 1))) as pool:
+        answers = list(pool.map(requires, deps))
+    for dep, found in answers:
+        if isinstance(found, str):
+            notes.append(f"who {dep.display_name} requires is unknown: {found}")
+            continue
+        for text in found:
+            try:
+                req = Requirement(text)
+            except InvalidRequirement:
+                continue
+            child = canonicalize_name(req.name)
+            # The lock already decided which extras are installed; an edge through one of
+            # them is real when its target is in the set.
+            if (
+                child in names
+                and child != dep.name
+                and holds(req.marker, env, extras_named(req.marker))
+            ):
+                parents[child].add(dep.name)
+    out = [
+        replace(
+            d,
+            required_by=tuple(sorted(parents[d.name])),
+            direct=d.direct if direct_known else not parents[d.name],
+        )
+        for d in deps
+    ]
+    return out, notes
