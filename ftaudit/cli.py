@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[f.value for f in OutputFormat],
         default="table",
         help="table (terminal), json (CI, schema: `ftaudit schema`), markdown "
-        "(assessment report), github (workflow annotations)",
+        "(assessment report), html (one self-contained page), github (workflow annotations)",
     )
     scan.add_argument(
         "--why",
@@ -541,6 +541,7 @@ def _plan(
     from ftaudit.sources.environment import installed_distributions
     from ftaudit.sources.graph import dependencies_from_installed
     from ftaudit.sources.plan import lock_plan, uniform_plan
+    from ftaudit.sources.resolve import with_metadata_edges
 
     notes: list[str] = []
     if found.environment is not None:
@@ -557,9 +558,20 @@ def _plan(
     if found.lock is not None:
         lock = found.lock
         source = Source(kind=lock.kind, path=lock.path)
-        if lock.kind in ("Pipfile.lock", "pylock.toml"):
-            notes.append(f"{lock.kind} records no dependency edges: required_by is unknown")
-        return lock_plan(lock, targets, platforms), (source,), notes, {}
+        plan = lock_plan(lock, targets, platforms)
+        if not any(p.dependencies for p in lock.packages):
+            # Pipfile.lock, and pylock.toml as uv writes it, record no edges: each
+            # package's own metadata says whom it requires.
+            for key, deps in plan.items():
+                plan[key], edge_notes = with_metadata_edges(
+                    deps,
+                    *key,
+                    resolver,
+                    direct_known=bool(lock.direct),
+                    jobs=resolver.settings.jobs,
+                )
+                notes.extend(n for n in edge_notes if n not in notes)
+        return plan, (source,), notes, {}
     if found.requirements is not None:
         reqs = found.requirements
         if reqs.no_index:

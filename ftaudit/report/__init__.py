@@ -18,6 +18,7 @@ class OutputFormat(str, enum.Enum):
     TABLE = "table"
     JSON = "json"
     MARKDOWN = "markdown"
+    HTML = "html"
     GITHUB = "github"
 
 
@@ -31,7 +32,7 @@ def render(
     fail_on: Collection[Status] = (),
 ) -> str:
     # Each format is imported when it is asked for: the command line starts faster.
-    from ftaudit.report import github, markdown, terminal
+    from ftaudit.report import github, html, markdown, terminal
     from ftaudit.report import json as json_format
 
     if fmt is OutputFormat.TABLE:
@@ -40,6 +41,8 @@ def render(
         return json_format.render_report(report)
     if fmt is OutputFormat.MARKDOWN:
         return markdown.render_report(report)
+    if fmt is OutputFormat.HTML:
+        return html.render_report(report)
     if fmt is OutputFormat.GITHUB:
         return github.render_report(report, fail_on)
     assert_never(fmt)
