@@ -3,6 +3,7 @@ errors, the table sorts and filters, and a screenshot shows the summary and the 
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from html.parser import HTMLParser
@@ -46,6 +47,7 @@ class _Rows(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[tuple[str, bool]] = []
+        self.statuses: dict[str, str] = {}
         self.ready = False
         self.count = ""
         self._in_count = False
@@ -55,6 +57,7 @@ class _Rows(HTMLParser):
         classes = (a.get("class") or "").split()
         if tag == "tr" and "pkg" in classes:
             self.rows.append((a.get("data-name") or "", "hidden" not in classes))
+            self.statuses[a.get("data-name") or ""] = a.get("data-statuses") or ""
         if tag == "body" and a.get("data-ready") == "1":
             self.ready = True
         self._in_count = a.get("id") == "count"
@@ -90,8 +93,16 @@ def test_the_page_is_self_contained(page: Path) -> None:
     assert "Content-Security-Policy" in text
 
 
-def test_sorting_and_filtering_in_chromium(page: Path) -> None:
+def test_sorting_and_filtering_in_chromium(
+    page: Path,
+    project: Path,  # noqa: F811
+    index_server: IndexServer,
+    tmp_path: Path,
+) -> None:
     default = _view(page)
+    # The same verdicts as the JSON report.
+    doc = json.loads(_render(project, index_server, tmp_path, "json"))
+    assert default.statuses == {p["name"]: p["targets"]["3.13t"]["status"] for p in doc["packages"]}
     names = [n for n, _shown in default.rows]
     # Blockers first, as in every format.
     assert names == [

@@ -127,3 +127,29 @@ def test_disagreements_are_called_out() -> None:
     disagree = [n for n in verified.notes if "DISAGREES" in n]
     assert len(disagree) == 3 and any("for a on 3.13t" in n for n in disagree)
     assert "verified with python3.13t" in got["a"].reason
+
+
+def test_verify_agrees_with_the_static_verdicts_on_the_fixture_project(
+    ft_python: str, index_server: IndexServer, tmp_path: Path
+) -> None:
+    """The assessment project (a package that needs the GIL, one to upgrade, one only as an
+    sdist, ...): importing for real changes no verdict, only its evidence."""
+    from tests.test_advice import REQUIREMENTS
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.txt").write_text(REQUIREMENTS)
+
+    def scan(*extra: str) -> dict[str, Any]:
+        out = tmp_path / "report.json"
+        args = ["scan", str(project), "--target", "3.13t", "--index-url", index_server.url]
+        main([*args, "--format", "json", "-o", str(out), "--fail-on", "none", *extra])
+        return dict(json.loads(out.read_text()))
+
+    static = scan()
+    verified = scan("--verify", "--ft-python", ft_python)
+    statuses = {p["name"]: p["targets"]["3.13t"]["status"] for p in static["packages"]}
+    assert statuses == {p["name"]: p["targets"]["3.13t"]["status"] for p in verified["packages"]}
+    evidence = {p["name"]: p["targets"]["3.13t"]["evidence"] for p in verified["packages"]}
+    assert evidence["ftfix-single"] == "verified"
+    assert not any("DISAGREES" in n for n in verified["notes"])
