@@ -133,17 +133,26 @@ def _where(verdicts: Sequence[Verdict]) -> str:
 def _upgrade(
     dep: Dependency, judged: str, use: str, where: str, verdicts: Sequence[Verdict]
 ) -> Advice:
-    text = (
-        f"Upgrade {dep.display_name} from {judged} to >= {use} for {where}: {use} is the "
-        f"newest release with a wheel for it that does not need the GIL."
-    )
-    blockers = _excluding(dep, use)
+    first = min((v.first_ready for v in verdicts if v.first_ready), key=_version_key, default=use)
+    text = f"Upgrade {dep.display_name} from {judged} to >= {first} for {where}"
+    if first == use:
+        text += f": {use} is the first release with a wheel for it that does not need the GIL."
+    else:
+        text += f" (first ready release: {first}; newest: {use})."
+    blockers = _excluding(dep, first)
     if blockers:
         text += " Blocked by " + "; ".join(
             f"{who} requiring {dep.display_name}{spec}" for who, spec in blockers
         )
-        text += f": {'they' if len(blockers) > 1 else 'it'} must allow {use} first."
-    return Advice(kind="upgrade", text=text, targets=_targets(verdicts), version=use)
+        text += f": {'they' if len(blockers) > 1 else 'it'} must allow {first} first."
+    return Advice(kind="upgrade", text=text, targets=_targets(verdicts), version=first)
+
+
+def _version_key(text: str) -> Version:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return Version("0")
 
 
 def _excluding(dep: Dependency, version: str) -> list[tuple[str, str]]:

@@ -354,7 +354,46 @@ class Scanner:
             build_from=build_from,
             lookup_error=lookup_error,
         )
+        if verdict.status is Status.UPGRADE and verdict.use_version:
+            first = self._first_ready(
+                select.later_releases(releases, base, pre=pre),
+                verdict.use_version,
+                target,
+                platform,
+            )
+            verdict = replace(verdict, first_ready=first)
         return _dated(_versioned(verdict, chosen_version), releases, version), facts
+
+    def _first_ready(
+        self, later: list[select.Release], newest_ready: str, target: Target, platform: str
+    ) -> str:
+        """The oldest release after the current one whose wheel for the target is ready.
+
+        Searched by halving, on the assumption that a project does not go back to needing
+        the GIL once a release declared it did not (true of every project we measured);
+        that costs log2(n) inspections instead of n.
+        """
+        top = select.parse_version(newest_ready)
+        ordered = [
+            r
+            for r in sorted(later, key=lambda r: r.version)
+            if top is not None
+            and r.version <= top
+            and select.best_wheel(r, target, platform) is not None
+        ]
+        if not ordered:
+            return newest_ready
+        lo, hi = 0, len(ordered) - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            wheel = select.best_wheel(ordered[mid], target, platform)
+            assert wheel is not None
+            _facts, judgement = self._judge_file(wheel, target)
+            if judgement.status is Status.READY:
+                hi = mid
+            else:
+                lo = mid + 1
+        return str(ordered[lo].version)
 
     def _index_files(self, dep: Dependency) -> list[IndexFile]:
         files = self.index().files(dep.name)

@@ -238,3 +238,33 @@ def test_every_format_shows_the_same_verdicts(
         if status != "ready"
     }
     assert gh[-1].startswith("::notice title=ftaudit::3.13t: 1 ready, 1 gil")
+
+
+@pytest.mark.ft
+def test_upgrade_names_the_first_ready_release(
+    ft_python: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """1.0 and 1.5 need the GIL, 2.0 and later do not: the advice says >= 2.0, found by
+    halving (not by inspecting every release)."""
+    from tests.conftest import FT_TAG, NOT_USED, USED, _ext_wheel
+
+    index_dir = tmp_path / "index"
+    for version, variant in (("1.0", USED), ("1.5", USED), ("2.0", NOT_USED), ("2.5", NOT_USED)):
+        _ext_wheel(index_dir, tmp_path / "build", ft_python, FT_TAG, "ftfirst", version, variant)
+    _ext_wheel(index_dir, tmp_path / "build", ft_python, FT_TAG, "ftfirst", "3.0", NOT_USED)
+    (tmp_path / "requirements.txt").write_text("ftfirst==1.0\n")
+    with IndexServer(index_dir) as server:
+        out = tmp_path / "report.json"
+        args = ["scan", str(tmp_path), "--target", "3.13t", "--index-url", server.url]
+        assert main([*args, "--format", "json", "-o", str(out)]) == 0
+        fetched = [r for r in server.requests if r.startswith("/files/") and "metadata" not in r]
+    doc = json.loads(out.read_text())
+    (pkg,) = doc["packages"]
+    verdict = pkg["targets"]["3.13t"]
+    assert (verdict["use_version"], verdict["first_ready"]) == ("3.0", "2.0")
+    (advice,) = pkg["advice"]
+    assert advice["version"] == "2.0"
+    assert (
+        "to >= 2.0" in advice["text"] and "first ready release: 2.0; newest: 3.0" in advice["text"]
+    )
+    assert len(fetched) < 5  # 1.0 and 3.0, then at most two probes among 1.5, 2.0, 2.5

@@ -26,6 +26,7 @@ def _verdict(v: Verdict) -> dict[str, Any]:
         "platform": v.platform,
         "version": v.version,
         "ignored": v.ignored,
+        "first_ready": v.first_ready,
     }
 
 
