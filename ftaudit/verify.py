@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -168,13 +169,15 @@ def verify(
         )
         jobs_list = [(name, m) for name, (_p, _v, mods) in work.items() for m in mods]
         done = 0
+        lock = threading.Lock()
 
         def run(job: tuple[str, str]) -> tuple[str, Outcome]:
             nonlocal done
             outcome = import_in_subprocess(python, job[1], Path(tmp), timeout)
-            done += 1
-            if progress is not None:
-                progress(job[1], done, len(jobs_list))
+            with lock:
+                done += 1
+                if progress is not None:
+                    progress(job[1], done, len(jobs_list))
             return job[0], outcome
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
