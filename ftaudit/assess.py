@@ -28,6 +28,7 @@ class Candidate:
     artifact: str | None = None  # the wheel (or installed files) the target would use
     judgement: Judgement | None = None  # None: no wheel for the target in this release
     sdist: bool = False  # the release has an sdist the target could build
+    abi3_only: bool = False  # no wheel for the target, but abi3 wheels for GIL builds
 
 
 def _names(exts: list[Extension], limit: int = 3) -> str:
@@ -182,6 +183,11 @@ def assess(
         if cur is None
         else f"{current.version}: {cur.reason}"
     )
+    if cur is None and current.abi3_only:
+        now += (
+            " (its abi3 wheels do not load on a free-threaded interpreter: the "
+            "free-threaded stable ABI, abi3t, is a separate one, from 3.15)"
+        )
     if newer is not None and newer.judgement is not None and _ready(newer):
         return verdict(
             Status.UPGRADE,

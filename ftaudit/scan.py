@@ -321,7 +321,11 @@ class Scanner:
                         return _dated(_versioned(verdict, chosen_version), releases, version), facts
                 else:
                     has_sdist = select.sdist(release, target, allow_yanked=True) is not None
-                    current = Candidate(version=version, sdist=has_sdist)
+                    current = Candidate(
+                        version=version,
+                        sdist=has_sdist,
+                        abi3_only=select.has_gil_stable_abi_wheel(release, platform),
+                    )
 
         pre = parsed is not None and parsed.is_prerelease
         base = parsed if parsed is not None else Version("0")

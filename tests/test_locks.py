@@ -381,3 +381,18 @@ def test_poetry_lock_2_0_is_read_from_the_project_roots(
     }
     pkgs = _verdicts(doc)
     assert pkgs["ftlk-speedup"]["required_by"] == ["ftlk-extras"]
+
+
+def test_an_abi3_only_release_says_why_it_does_not_install(
+    lock_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ftlk-fast 1.0 has cp313t and cp314t wheels and an abi3 one: 3.15t cannot load abi3."""
+    (tmp_path / "requirements.txt").write_text("ftlk-fast==1.0\n")
+    doc = scan_json(
+        [str(tmp_path), "--index-url", INDEX, "--target", "3.14t,3.15t"], tmp_path, capsys
+    )
+    (pkg,) = doc["packages"]  # type: ignore[misc]
+    assert pkg["targets"]["3.14t"]["status"] == "ready"
+    v315 = pkg["targets"]["3.15t"]
+    assert v315["status"] == "blocked"
+    assert "its abi3 wheels do not load on a free-threaded interpreter" in v315["reason"]

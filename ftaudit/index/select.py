@@ -17,7 +17,7 @@ from packaging.version import InvalidVersion, Version
 
 from ftaudit.index.simple import IndexFile
 from ftaudit.model import Target
-from ftaudit.targets import best_tag_rank, python_allows
+from ftaudit.targets import best_tag_rank, platform_tags, python_allows
 
 
 @dataclass(slots=True)
@@ -144,3 +144,15 @@ def release_date(release: Release) -> str | None:
     times = [f.upload_time for f, _tags in release.wheels if f.upload_time]
     times += [f.upload_time for f in release.sdists if f.upload_time]
     return min(times) if times else None
+
+
+def has_gil_stable_abi_wheel(release: Release, platform: str) -> bool:
+    """Whether the release has an abi3 wheel for the platform: a wheel a GIL interpreter
+    installs but no free-threaded one loads (PEP 803's abi3t is a different ABI)."""
+    plats = set(platform_tags(platform))
+    for _f, tags in release.wheels:
+        for tag in tags:
+            _interp, abi, plat = tag.split("-")
+            if abi == "abi3" and plat in plats:
+                return True
+    return False
