@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 
 from fixtures.build import (
+    DATA_ONLY_EXPECTED,
+    DATA_ONLY_TARGETS,
     I686_VARIANTS,
     PORTABLE_TARGETS,
     PORTABLE_VARIANTS,
     PY315_VARIANTS,
     Built,
+    build_data_only,
     build_i686,
     build_portable,
     build_py315,
@@ -105,3 +108,19 @@ def test_i686_linux_modules(tmp_path: Path) -> None:
         found = inspect_binary(b.path.name, b.path.read_bytes())
         verdict = "library" if isinstance(found, Library) else found.gil.value
         assert verdict == b.expected, (b.path, getattr(found, "detail", found))
+
+
+def test_architectures_without_a_code_reader(tmp_path: Path) -> None:
+    """armv7, ppc64le and win32: the definition is found in the data by its name; a static
+    Py_mod_gil slot is read, anything init code could still change stays unknown."""
+    absent = missing_portable_tools()
+    if absent:
+        toolchain.missing(f"toolchain missing for armv7/ppc64le/win32 fixtures: {absent}")
+    built = build_data_only(tmp_path)
+    assert len(built) == 2 * len(DATA_ONLY_TARGETS) * len(DATA_ONLY_EXPECTED)
+    for b in built:
+        found = inspect_binary(b.path.name, b.path.read_bytes())
+        verdict = "library" if isinstance(found, Library) else found.gil.value
+        assert verdict == b.expected, (b.path, getattr(found, "detail", found))
+        if verdict in ("not_used", "used") and isinstance(found, Extension):
+            assert "read from the data" in found.detail

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+from array import array
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -155,7 +157,7 @@ def judge(image: Image, path: str, fmt: BinaryFormat) -> Extension | Library:
             f"imports neither {DEF_INIT} nor {SET_GIL}: no way to declare Py_mod_gil",
         )
     if not code.can_walk(image):
-        return record(Gil.UNKNOWN, Init.UNKNOWN, f"no code reader for {image.arch} yet")
+        return _judge_by_data(image, module, ft, record)
 
     entry = image.exports[entry_name]
     walk = code.walk(image, entry & ~1 if image.arch == "arm" else entry)
@@ -324,5 +326,110 @@ def _read_def(
             Gil.UNKNOWN,
             f"{finding.detail}: the slots lie in writable data and the init code calls a "
             "function the walk stepped over, which could have changed them",
+        )
+    return finding
+
+
+def _judge_by_data(image: Image, module: str, ft: bool | None, record: Record) -> Extension:
+    """Without a code reader for the architecture: find the module's PyModuleDef in the
+    data by the name it carries, and read its slots.
+
+    Only sound for a module that can only be created multi-phase (it imports
+    PyModuleDef_Init and no single-phase constructor). What init code might change at run time is never taken as read: a definition
+    or slot array in writable memory that is still empty is `unknown` (pybind11 and
+    others fill them in PyInit), and only a Py_mod_gil value the file itself holds counts.
+    """
+    no_reader = f"no code reader for {image.arch}"
+    # A single-phase module needs a constructor of those; PyModuleDef_Init alone means
+    # PyInit returns the definition, whose slots then decide (a PyUnstable_Module_SetGIL
+    # call, which Cython also compiles in, acts before the slot is applied).
+    if image.imports & CREATE_FUNCS or DEF_INIT not in image.imports:
+        return record(
+            Gil.UNKNOWN,
+            Init.UNKNOWN,
+            f"{no_reader} yet, and the module may be created single-phase",
+        )
+    names = {module, module.rsplit(".", 1)[-1]}
+    strings: set[int] = set()
+    for seg in image.segments:
+        for name in names:
+            needle = name.encode() + b"\0"
+            at = seg.data.find(needle)
+            while at >= 0:
+                if at == 0 or seg.data[at - 1] == 0:
+                    strings.add(seg.vaddr + at)
+                at = seg.data.find(needle, at + 1)
+    p = image.pointer_size
+    findings: dict[Gil, str] = {}
+    options = slots.layouts(p)
+    # The build kind says where m_name sits; unknown, both are tried and must agree.
+    if ft is None:
+        candidates = list(options.values())
+    else:
+        candidates = [options["free-threaded" if ft else "GIL"]]
+    for where_ptr in _pointers_to(image, strings):
+        for layout in candidates:
+            def_addr = where_ptr - layout.m_name
+            if not _def_head(image, def_addr, layout):
+                continue  # a pointer to the name that is not a definition's (a GOT entry)
+            finding = _static_def(image, def_addr, layout)
+            findings.setdefault(finding.gil, finding.detail)
+    suffix = f" (read from the data: {no_reader}, so the init code was not followed)"
+    if not findings:
+        return record(
+            Gil.UNKNOWN, Init.UNKNOWN, f"{no_reader} yet, and no PyModuleDef naming {module}"
+        )
+    if len(findings) > 1:
+        details = "; ".join(f"{g.value}: {d}" for g, d in findings.items())
+        return record(Gil.UNKNOWN, Init.MULTI_PHASE, f"definitions disagree ({details}){suffix}")
+    gil, detail = next(iter(findings.items()))
+    return record(gil, Init.MULTI_PHASE, f"multi-phase, {detail}{suffix}")
+
+
+def _pointers_to(image: Image, targets: set[int]) -> list[int]:
+    """Addresses of pointer-sized words in data that hold one of `targets`: relocated
+    words (RELA) and words whose file bytes are the pointer (REL's implicit addend)."""
+    p = image.pointer_size
+    found = {addr for addr, value in image.relocated.items() if value in targets}
+    code = "I" if p == 4 else "Q"
+    for seg in image.segments:
+        if seg.executable:
+            continue
+        usable = len(seg.data) - len(seg.data) % p
+        words = array(code, seg.data[:usable])
+        if image.little_endian != (sys.byteorder == "little"):
+            words.byteswap()
+        found.update(seg.vaddr + i * p for i, word in enumerate(words) if word in targets)
+    return sorted(a for a in found if image.read_pointer(a) in targets)
+
+
+def _def_head(image: Image, def_addr: int, layout: slots.Layout) -> bool:
+    """Whether `def_addr` starts as PyModuleDef_HEAD_INIT leaves every definition: ob_type,
+    m_init, m_index and m_copy all zero (the three words right before m_name)."""
+    p = image.pointer_size
+    type_at = def_addr + layout.m_name - 4 * p
+    return all(image.read_pointer(type_at + i * p) == 0 for i in range(4))
+
+
+def _static_def(image: Image, def_addr: int, layout: slots.Layout) -> slots.SlotFinding:
+    where = image.where(def_addr)
+    slots_ptr = image.read_pointer(def_addr + layout.m_slots)
+    if slots_ptr is None:
+        return slots.SlotFinding(Gil.UNKNOWN, f"PyModuleDef at {where}: m_slots unreadable")
+    if slots_ptr == 0:
+        if image.is_writable(def_addr):
+            return slots.SlotFinding(
+                Gil.UNKNOWN,
+                f"PyModuleDef at {where} has no slots in the file, and lies in writable "
+                "data the init code may fill",
+            )
+        return slots.SlotFinding(Gil.UNDECLARED, f"PyModuleDef at {where} has no slots")
+    finding = slots.read_slots(image, slots_ptr, image.pointer_size, image.where(slots_ptr))
+    empty = image.read_int(slots_ptr, 4) == 0
+    if finding.gil is Gil.UNDECLARED and empty and image.is_writable(slots_ptr):
+        return slots.SlotFinding(
+            Gil.UNKNOWN,
+            f"the slot array at {image.where(slots_ptr)} is empty in the file and lies in "
+            "writable data the init code may fill",
         )
     return finding
