@@ -335,9 +335,10 @@ def _judge_by_data(image: Image, module: str, ft: bool | None, record: Record) -
     data by the name it carries, and read its slots.
 
     Only sound for a module that can only be created multi-phase (it imports
-    PyModuleDef_Init and no single-phase constructor). What init code might change at run time is never taken as read: a definition
-    or slot array in writable memory that is still empty is `unknown` (pybind11 and
-    others fill them in PyInit), and only a Py_mod_gil value the file itself holds counts.
+    PyModuleDef_Init and no single-phase constructor). What init code might change at run
+    time is never taken as read: a definition or slot array in writable memory that is
+    still empty is `unknown` (pybind11 and others fill them in PyInit), and only a
+    Py_mod_gil value the file itself holds counts.
     """
     no_reader = f"no code reader for {image.arch}"
     # A single-phase module needs a constructor of those; PyModuleDef_Init alone means
