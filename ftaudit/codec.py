@@ -17,6 +17,7 @@ def extension_to_dict(e: Extension) -> dict[str, Any]:
         "free_threaded_build": e.free_threaded_build,
         "detail": e.detail,
         "evidence": e.evidence.value,
+        "handed_to": list(e.handed_to),
     }
 
 
@@ -30,6 +31,7 @@ def extension_from_dict(d: dict[str, Any]) -> Extension:
         free_threaded_build=d["free_threaded_build"],
         detail=d["detail"],
         evidence=Evidence(d["evidence"]),
+        handed_to=tuple(d.get("handed_to", ())),
     )
 
 

@@ -87,6 +87,9 @@ class Extension:
     free_threaded_build: bool | None
     detail: str
     evidence: Evidence = Evidence.INSPECTED
+    # Imported functions its init hands the module's creation to, still to be found in
+    # another file of the same artifact (a library beside it).
+    handed_to: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,12 +15,19 @@ import threading
 import zipfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from ftaudit.errors import BinaryFormatError, InputError
-from ftaudit.inspect.extension import binary_format, inspect_binary
+from ftaudit.inspect.extension import (
+    binary_format,
+    inspect_binary,
+    judge_handed_over,
+    load_image,
+)
+from ftaudit.inspect.image import Image
 from ftaudit.model import ArtifactFacts, Extension, Library
 
 MAX_MEMBER_BYTES = 512 * 1024 * 1024
@@ -73,6 +80,8 @@ def inspect_members(
         found = [_judge_member(path, read) for path, read in items]
     extensions = [f for f in found if isinstance(f, Extension)]
     libraries = [f for f in found if isinstance(f, Library)]
+    if any(e.handed_to for e in extensions):
+        extensions = _follow_hand_overs(extensions, items)
     unreadable = [f for f in found if isinstance(f, tuple)]
     return ArtifactFacts(
         artifact=artifact,
@@ -83,6 +92,44 @@ def inspect_members(
         classifiers=classifiers,
         import_names=import_names,
     )
+
+
+def _follow_hand_overs(
+    extensions: list[Extension], items: list[tuple[str, Reader]]
+) -> list[Extension]:
+    """Modules whose init jumps into a library beside them: judge the code there.
+
+    Each library is read once (only those whose bytes name a wanted symbol), and only
+    its exports decide where a symbol lives.
+    """
+    wanted = {s for e in extensions for s in e.handed_to}
+    images: dict[str, tuple[Image, str]] = {}  # symbol -> (image exporting it, its path)
+    for path, read in items:
+        try:
+            data = read()
+        except (OSError, zipfile.BadZipFile, EOFError, InputError):
+            continue
+        if not any(s.encode() + b"\0" in data for s in wanted):
+            continue
+        try:
+            image = load_image(data)
+        except BinaryFormatError:
+            continue
+        if image is None:
+            continue
+        for symbol in wanted & set(image.exports):
+            images.setdefault(symbol, (image, path))
+    out = []
+    for ext in extensions:
+        found = [images[s] + (s,) for s in ext.handed_to if s in images]
+        if len(found) == 1:
+            image, path, symbol = found[0]
+            try:
+                ext = judge_handed_over(ext, image, symbol, path)
+            except BinaryFormatError as exc:
+                ext = replace(ext, detail=f"{ext.detail} ({path}: {exc})")
+        out.append(ext)
+    return out
 
 
 def top_level_names(paths: Iterable[str]) -> tuple[str, ...]:

@@ -29,6 +29,10 @@ FT_ONLY_SYMBOLS = frozenset(
 SET_GIL = "PyUnstable_Module_SetGIL"
 DEF_INIT = "PyModuleDef_Init"
 CREATE_FUNCS = frozenset({"PyModule_Create2", "PyModule_FromDefAndSpec2", "PyModule_Create"})
+# Every function of the C API an init function could make its module object with.
+MODULE_API = CREATE_FUNCS | {DEF_INIT, SET_GIL, "PyModule_New", "PyModule_NewObject"}
+# Imports every binary may have that never make a module.
+_RUNTIME = frozenset({"abort", "free", "malloc", "calloc", "realloc", "memcpy", "memset"})
 _TAG_IN_NAME = re.compile(r"\.cpython-(\d+)(t?)[-.]|\.cp(\d+)(t?)-|\.abi3(t?)\.")
 
 Loader = Callable[[bytes], Image]
@@ -127,19 +131,52 @@ def judge(image: Image, path: str, fmt: BinaryFormat) -> Extension | Library:
             detail=detail,
         )
 
-    # A cffi-generated module imports _cffi_backend, which builds the module object; the
-    # backend itself (which also names itself) is an ordinary extension module.
     generated_by_cffi = short != "_cffi_backend" and (
         image.contains_bytes(b"_cffi_backend\0")
         or any(name.startswith("_cffi_pypyinit_") for name in image.exports)
     )
     if generated_by_cffi:
+        # A cffi-generated module imports _cffi_backend, which builds the module object;
+        # the backend itself (which also names itself) is an ordinary extension module.
         return record(
             Gil.UNKNOWN,
             Init.UNKNOWN,
             "cffi module: _cffi_backend creates the module at import time, so this file "
             "holds no declaration to read",
         )
+    handed = handed_over(image)
+    if handed:
+        return replace(
+            record(
+                Gil.UNKNOWN,
+                Init.UNKNOWN,
+                f"{entry_name} hands the module's creation to {', '.join(handed)}, "
+                "which no other file of this artifact exports",
+            ),
+            handed_to=handed,
+        )
+    return judge_entry(image, entry_name, kind, module, ft, record)
+
+
+def handed_over(image: Image) -> tuple[str, ...]:
+    """Imported functions an init function may hand its work to, for a module that
+    imports no module-making function of the C API at all (jaxlib's modules are a
+    PyInit that jumps to Wrapped_PyInit_<name> in a library beside them)."""
+    if image.imports & MODULE_API:
+        return ()
+    return tuple(
+        sorted(
+            name
+            for name in image.imports
+            if not name.startswith("_") and not name.startswith("Py") and name not in _RUNTIME
+        )
+    )
+
+
+def judge_entry(
+    image: Image, entry_name: str, kind: Init, module: str, ft: bool | None, record: Record
+) -> Extension:
+    """What the code at export `entry_name` of `image` declares for `module`."""
     imports = image.imports
     if kind is Init.EXPORT:
         return _judge_export(image, entry_name, record)
@@ -434,3 +471,32 @@ def _static_def(image: Image, def_addr: int, layout: slots.Layout) -> slots.Slot
             "writable data the init code may fill",
         )
     return finding
+
+
+def judge_handed_over(ext: Extension, image: Image, symbol: str, library: str) -> Extension:
+    """`ext`'s verdict from the function its init hands over to, exported by `image`."""
+    image.ensure_relocated()
+
+    def record(gil: Gil, init: Init, detail: str) -> Extension:
+        return replace(
+            ext,
+            gil=gil,
+            init=init,
+            detail=f"init handed to {symbol} in {library}: {detail}",
+            handed_to=(),
+        )
+
+    return judge_entry(image, symbol, Init.MULTI_PHASE, ext.module, ext.free_threaded_build, record)
+
+
+def load_image(data: bytes) -> Image | None:
+    """One image of a binary (None for a universal Mach-O, whose slices differ)."""
+    fmt = binary_format(data[:4])
+    if fmt is BinaryFormat.ELF:
+        return load_elf(data)
+    if fmt is BinaryFormat.PE:
+        return load_pe(data)
+    if fmt is BinaryFormat.MACHO:
+        images = load_macho(data)
+        return images[0] if len(images) == 1 else None
+    return None
