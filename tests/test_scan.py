@@ -94,6 +94,24 @@ def test_free_threaded_venv_offline_reads_installed_binaries(ft_venv: Path, tmp_
     assert lib["extensions"] == [] and lib["libraries"][0]["why"].startswith("no PyInit_")
 
 
+def test_verify_an_installed_free_threaded_environment_without_touching_it(
+    ft_venv: Path, ft_python: str, tmp_path: Path
+) -> None:
+    """--verify imports the installed files read-only (a .pth in a throwaway venv, -B)."""
+    site = ft_venv.parent.parent / "lib"
+    before = sorted(str(p) for p in site.rglob("*"))
+    doc = scan_json(
+        ["--python", str(ft_venv), "--offline", "--verify", "--ft-python", ft_python],
+        tmp_path,
+        expect_exit=1,
+    )
+    v = verdicts(doc)
+    for name, status in (("ftfix-ready", "ready"), ("ftfix-gil", "gil"), ("ftfix-single", "gil")):
+        assert (v[name]["status"], v[name]["evidence"]) == (status, "verified"), v[name]
+    assert v["ftfix-pure"]["evidence"] == "pure"  # nothing to import
+    assert sorted(str(p) for p in site.rglob("*")) == before
+
+
 def test_verdicts_agree_with_the_interpreter(ft_venv: Path, tmp_path: Path) -> None:
     """The GIL state after importing each package is what the report says it is."""
     v = verdicts(scan_json(["--python", str(ft_venv), "--offline"], tmp_path))
