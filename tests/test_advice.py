@@ -221,6 +221,11 @@ def test_every_format_shows_the_same_verdicts(
     )
     assert "```python" in md and "project → ftfix-uses-single → ftfix-single" in md
 
+    table = _render(project, index_server, tmp_path, "table")
+    for name, status in expected.items():
+        row = next(line for line in table.splitlines() if line.startswith(f"│ {name} "))
+        assert f"│ {status}" in row, (name, row)
+
     gh = _render(project, index_server, tmp_path, "github").splitlines()
     found = {}
     for line in gh:
