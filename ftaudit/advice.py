@@ -136,9 +136,9 @@ def _upgrade(
     first = min((v.first_ready for v in verdicts if v.first_ready), key=_version_key, default=use)
     text = f"Upgrade {dep.display_name} from {judged} to >= {first} for {where}"
     if first == use:
-        text += f": {use} is the first release with a wheel for it that does not need the GIL."
+        text += f": {use} is the oldest release confirmed ready for it."
     else:
-        text += f" (first ready release: {first}; newest: {use})."
+        text += f" (oldest release confirmed ready: {first}; newest: {use})."
     blockers = _excluding(dep, first)
     if blockers:
         text += " Blocked by " + "; ".join(

@@ -315,7 +315,7 @@ class Verdict:
     version_date: str | None = None
     held_back: tuple[tuple[str, str | None], ...] = ()
     ignored: str | None = None  # the policy's reason, when an ignore entry covers it
-    # For an upgrade: the oldest later release that is ready (use_version is the newest).
+    # For an upgrade: the oldest later release confirmed ready (use_version: the newest).
     first_ready: str | None = None
 
 

@@ -371,11 +371,14 @@ class Scanner:
     def _first_ready(
         self, later: list[select.Release], newest_ready: str, target: Target, platform: str
     ) -> str:
-        """The oldest release after the current one whose wheel for the target is ready.
+        """The oldest release after the current one whose wheel for the target is
+        confirmed ready.
 
         Searched by halving, on the assumption that a project does not go back to needing
-        the GIL once a release declared it did not (true of every project we measured);
-        that costs log2(n) inspections instead of n.
+        the GIL once a release declared it did not; that costs log2(n) inspections
+        instead of n. An older release the reader cannot prove ready (`unknown`) counts
+        as not ready, so the answer is always a release that is ready, at worst a later
+        one than the very first.
         """
         top = select.parse_version(newest_ready)
         ordered = [
