@@ -272,3 +272,14 @@ def test_upgrade_names_the_first_ready_release(
     assert "to >= 2.0" in advice["text"]
     assert "oldest release confirmed ready: 2.0; newest: 3.0" in advice["text"]
     assert len(fetched) < 5  # 1.0 and 3.0, then at most two probes among 1.5, 2.0, 2.5
+
+
+def test_a_ready_package_with_a_free_threading_classifier_gets_a_note() -> None:
+    ready = _verdict(Status.READY)
+    dep = Dependency(name="demo", display_name="Demo", version="3.0")
+    claim = "Programming Language :: Python :: Free Threading :: 3 - Stable"
+    pkg = PackageReport(dependency=dep, verdicts=(ready,), classifiers=(claim,))
+    (note,) = package_advice(pkg, {}, {})
+    assert note.kind == "note" and claim in note.text
+    plain = PackageReport(dependency=dep, verdicts=(ready,), classifiers=("License :: OSI",))
+    assert package_advice(plain, {}, {}) == ()
