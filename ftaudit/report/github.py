@@ -6,6 +6,7 @@ scanned source file (the lockfile or requirements file) so the annotation lands 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection
 
 from ftaudit.model import Report, Status
@@ -20,10 +21,19 @@ def _prop(text: str) -> str:
     return _data(text).replace(":", "%3A").replace(",", "%2C")
 
 
+def _repo_relative(path: str) -> str:
+    """GitHub places annotations by paths relative to the checkout (the job's directory)."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+    return path if rel.startswith("..") else rel
+
+
 def render_report(report: Report, fail_on: Collection[Status]) -> str:
     lines = []
     source = next((s.path for s in report.sources if s.kind != "environment"), None)
-    location = f"file={_prop(source)}," if source else ""
+    location = f"file={_prop(_repo_relative(source))}," if source else ""
     for pkg in ordered(report.packages):
         dep = pkg.dependency
         for v in problems(pkg):
