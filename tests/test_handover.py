@@ -56,3 +56,19 @@ def test_without_the_library_it_is_unknown(ft_python: str, tmp_path: Path) -> No
     (ext,) = inspect_wheel(wheel).extensions
     assert ext.gil is Gil.UNKNOWN
     assert "hands the module's creation to Wrapped_PyInit_handed" in ext.detail
+
+
+@pytest.mark.parametrize(("variant", "expected"), [(1, Gil.NOT_USED), (2, Gil.USED)])
+def test_a_definition_named_otherwise_still_counts(
+    ft_python: str, tmp_path: Path, variant: int, expected: Gil
+) -> None:
+    """Multi-phase import names a module after its spec; m_name may differ."""
+    from ftaudit.inspect.extension import inspect_binary
+
+    so = toolchain.compile_module(
+        ft_python, variant, "named", tmp_path, flags=("-O2", '-DDEF_NAME="elsewhere"')
+    )
+    found = inspect_binary(so.name, so.read_bytes())
+    assert getattr(found, "gil", None) is expected, found
+    reenabled = toolchain.gil_enabled_after_import(ft_python, "named", tmp_path)
+    assert reenabled is (expected is Gil.USED)

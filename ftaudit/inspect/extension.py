@@ -342,7 +342,9 @@ def _read_def(
     stepped over a function), the slot entries must be ones the path wrote or read-only
     data; the definition's own fields (a name check and a pointer) are read as they are."""
     where = image.where(def_addr)
-    layout, name = slots.choose_layout(mem, def_addr, image.pointer_size, module, ft)
+    layout, name = slots.choose_layout(
+        mem, def_addr, image.pointer_size, module, ft, multi_phase=True
+    )
     if layout is None:
         shown = f"m_name is {name!r}" if name else "m_name is not a string"
         return slots.SlotFinding(
@@ -408,7 +410,7 @@ def _judge_by_data(image: Image, module: str, ft: bool | None, record: Record) -
     for where_ptr in _pointers_to(image, strings):
         for layout in candidates:
             def_addr = where_ptr - layout.m_name
-            if not _def_head(image, def_addr, layout):
+            if not slots.head_is_initial(image, def_addr, layout, p):
                 continue  # a pointer to the name that is not a definition's (a GOT entry)
             finding = _static_def(image, def_addr, layout)
             findings.setdefault(finding.gil, finding.detail)
@@ -439,14 +441,6 @@ def _pointers_to(image: Image, targets: set[int]) -> list[int]:
             words.byteswap()
         found.update(seg.vaddr + i * p for i, word in enumerate(words) if word in targets)
     return sorted(a for a in found if image.read_pointer(a) in targets)
-
-
-def _def_head(image: Image, def_addr: int, layout: slots.Layout) -> bool:
-    """Whether `def_addr` starts as PyModuleDef_HEAD_INIT leaves every definition: ob_type,
-    m_init, m_index and m_copy all zero (the three words right before m_name)."""
-    p = image.pointer_size
-    type_at = def_addr + layout.m_name - 4 * p
-    return all(image.read_pointer(type_at + i * p) == 0 for i in range(4))
 
 
 def _static_def(image: Image, def_addr: int, layout: slots.Layout) -> slots.SlotFinding:

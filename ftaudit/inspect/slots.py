@@ -102,7 +102,13 @@ def name_matches(found: str | None, module: str) -> bool:
 
 
 def choose_layout(
-    mem: Readable, def_addr: int, pointer_size: int, module: str, free_threaded: bool | None
+    mem: Readable,
+    def_addr: int,
+    pointer_size: int,
+    module: str,
+    free_threaded: bool | None,
+    *,
+    multi_phase: bool = False,
 ) -> tuple[Layout | None, str | None]:
     """The layout under which `def_addr` is a PyModuleDef naming `module`.
 
@@ -125,4 +131,21 @@ def choose_layout(
             return layout, name
         if layout is order[0]:
             first_name = name
+    # Multi-phase import names the module after its spec, so m_name may say anything
+    # (whenever's Rust module calls itself "whenever"). A definition is then trusted only
+    # when it starts as PyModuleDef_HEAD_INIT leaves one: ob_type, m_init, m_index and
+    # m_copy zero, right before m_name, and m_name is a string.
+    if multi_phase:
+        for layout in order:
+            name_ptr = mem.read_pointer(def_addr + layout.m_name)
+            name = mem.read_cstring(name_ptr) if name_ptr else None
+            if name and head_is_initial(mem, def_addr, layout, pointer_size):
+                return layout, name
     return None, first_name
+
+
+def head_is_initial(mem: Readable, def_addr: int, layout: Layout, pointer_size: int) -> bool:
+    """Whether ob_type, m_init, m_index and m_copy (the four words before m_name) are
+    zero, as PyModuleDef_HEAD_INIT leaves every static definition."""
+    start = def_addr + layout.m_name - 4 * pointer_size
+    return all(mem.read_pointer(start + i * pointer_size) == 0 for i in range(4))
