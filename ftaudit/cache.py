@@ -116,7 +116,7 @@ class Cache:
     def artifact_path(self, url: str, filename: str, sha256: str | None) -> Path:
         """Where the artifact at `url` is kept: under its sha256, or, when the index gave
         none, under a hash of its URL."""
-        key = sha256 or "url-" + hashlib.sha256(url.encode()).hexdigest()
+        key = artifact_key(url, sha256)
         safe = Path(filename).name  # never let an index-supplied name leave the cache
         return self.root / "artifacts" / key[:2] / key / safe
 
@@ -140,3 +140,8 @@ class Cache:
             self._db.execute("DELETE FROM facts")
         shutil.rmtree(self.root / "artifacts", ignore_errors=True)
         (self.root / "artifacts").mkdir(exist_ok=True)
+
+
+def artifact_key(url: str, sha256: str | None) -> str:
+    """What names an artifact in the cache: its sha256, else a hash of its URL."""
+    return sha256 or "url-" + hashlib.sha256(url.encode()).hexdigest()

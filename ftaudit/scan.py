@@ -203,7 +203,11 @@ class Scanner:
         return self._once.get(
             ("requires", wheel.url),
             lambda: requires_dist(
-                self.index().http, self.cache, wheel, offline=self.settings.offline
+                self.index().http,
+                self.cache,
+                wheel,
+                self._download,
+                offline=self.settings.offline,
             ),
         )
 
@@ -267,7 +271,9 @@ class Scanner:
             if current.judgement is not None and current.judgement.status is Status.READY:
                 return assess(target, platform, current), facts
         try:
-            releases = select.group_releases(dep.name, self._index_files(dep))
+            releases = self.releases(dep.name)
+            if dep.files and not all(f.url for f in dep.files):
+                _check_pinned_hashes(dep, releases)
         except Offline:
             reason = "offline, and the index page is not in the cache"
             if current is not None:
@@ -401,12 +407,6 @@ class Scanner:
             else:
                 lo = mid + 1
         return str(ordered[lo].version)
-
-    def _index_files(self, dep: Dependency) -> list[IndexFile]:
-        files = self.index().files(dep.name)
-        if dep.files and not all(f.url for f in dep.files):
-            _check_pinned_hashes(dep, files)
-        return files
 
     def _pinned_release(self, dep: Dependency) -> select.Release | None:
         """The lock's own files of `dep`, as a release (the lock gives their URLs)."""
@@ -584,9 +584,13 @@ def _restrict_to_pins(release: select.Release, dep: Dependency) -> select.Releas
     )
 
 
-def _check_pinned_hashes(dep: Dependency, files: list[IndexFile]) -> None:
+def _check_pinned_hashes(dep: Dependency, releases: dict[Version, select.Release]) -> None:
     """A file the lock pins by name must be the same bytes the index offers now."""
-    offered = {f.filename: f for f in files}
+    offered = {
+        f.filename: f
+        for rel in releases.values()
+        for f in (*(w for w, _tags in rel.wheels), *rel.sdists)
+    }
     for pin in dep.files:
         found = offered.get(pin.filename)
         if found is None or not found.sha256 or not pin.sha256:

@@ -9,33 +9,47 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from pathlib import Path
 
 from packaging.metadata import parse_email
 
-from ftaudit.cache import Cache
+from ftaudit.cache import Cache, artifact_key
 from ftaudit.errors import HashMismatch
-from ftaudit.index.http import Http, fetch_artifact
-from ftaudit.index.simple import IndexFile, Offline
+from ftaudit.index.http import Http
+from ftaudit.index.simple import IndexFile
 from ftaudit.inspect.artifact import wheel_metadata
 
 _CACHE_KEY = "requires-dist/1"
 MAX_METADATA_BYTES = 16 * 1024 * 1024
 
 
-def requires_dist(http: Http, cache: Cache, wheel: IndexFile, *, offline: bool) -> tuple[str, ...]:
-    """The Requires-Dist entries of `wheel`, exactly as written (markers included)."""
-    key = wheel.sha256 or "url-" + hashlib.sha256(wheel.url.encode()).hexdigest()
+def requires_dist(
+    http: Http,
+    cache: Cache,
+    wheel: IndexFile,
+    download: Callable[[IndexFile], Path],
+    *,
+    offline: bool,
+) -> tuple[str, ...]:
+    """The Requires-Dist entries of `wheel`, exactly as written (markers included).
+
+    `download` fetches the wheel itself (into the artifact cache) when the index serves
+    no metadata file for it."""
+    key = artifact_key(wheel.url, wheel.sha256)
     cached = cache.facts(key, _CACHE_KEY)
     if cached is not None:
         return tuple(json.loads(cached))
-    raw = _metadata_bytes(http, cache, wheel, offline=offline)
+    raw = _metadata_bytes(http, wheel, download, offline=offline)
     parsed, _unparsed = parse_email(raw)
     requires = tuple(parsed.get("requires_dist") or ())
     cache.store_facts(key, _CACHE_KEY, json.dumps(requires))
     return requires
 
 
-def _metadata_bytes(http: Http, cache: Cache, wheel: IndexFile, *, offline: bool) -> bytes:
+def _metadata_bytes(
+    http: Http, wheel: IndexFile, download: Callable[[IndexFile], Path], *, offline: bool
+) -> bytes:
     if wheel.core_metadata is not None and not offline:
         resp = http.get(wheel.url.split("#", 1)[0] + ".metadata")
         if resp.status == 200 and len(resp.body) <= MAX_METADATA_BYTES:
@@ -47,8 +61,4 @@ def _metadata_bytes(http: Http, cache: Cache, wheel: IndexFile, *, offline: bool
                 )
             return resp.body
         # An index that announces metadata it does not serve: the wheel still has it.
-    path = cache.artifact_path(wheel.url, wheel.filename, wheel.sha256)
-    if offline and not path.is_file():
-        raise Offline(f"offline, and {wheel.filename} is not in the cache")
-    path = fetch_artifact(http, cache, wheel.url, wheel.filename, wheel.sha256)
-    return wheel_metadata(path, wheel.filename)
+    return wheel_metadata(download(wheel), wheel.filename)
