@@ -428,9 +428,9 @@ def _verify(
     from ftaudit.targets import this_platform
     from ftaudit.verify import find_interpreter, verify
 
-    interpreter = find_interpreter(args.ft_python)
     if args.verify_timeout <= 0:
         raise UsageError("--verify-timeout must be positive")
+    interpreter = find_interpreter(args.ft_python)
     if interpreter.target not in report.targets:
         raise UsageError(
             f"--verify: {interpreter.executable} is {interpreter.target.name}, which is not "
@@ -478,18 +478,15 @@ def _source_index_urls(found: Detected) -> tuple[str, ...]:
 def _with_advice(report: Report, path: Path) -> Report:
     """Advice per package, pointing at the project's own imports (an AST walk of its
     Python files; nothing is imported)."""
-    from dataclasses import replace
-
     from ftaudit.advice import advise
     from ftaudit.sources.imports import project_imports
 
-    root = path if path.is_dir() else path.parent
     needs_sites = any(
         v.status in (Status.GIL, Status.BLOCKED) for p in report.packages for v in p.verdicts
     )
     if not needs_sites:
         return advise(report, {})
-    scan = project_imports(root)
+    scan = project_imports(_project_root(path))
     if scan.unparsable:
         shown = ", ".join(scan.unparsable[:3])
         more = len(scan.unparsable) - 3
@@ -504,11 +501,16 @@ def _with_advice(report: Report, path: Path) -> Report:
     return advise(report, scan.sites)
 
 
+def _project_root(path: Path) -> Path:
+    """The project directory of the scanned PATH (a directory, or a file in it)."""
+    return path if path.is_dir() else path.parent
+
+
 def _pyproject_of(path: Path, found: Detected) -> Path:
     """The pyproject.toml whose [tool.ftaudit] applies: the scanned project's."""
     if found.project is not None:
         return Path(found.project.path)
-    return (path if path.is_dir() else path.parent) / "pyproject.toml"
+    return _project_root(path) / "pyproject.toml"
 
 
 def _default_targets(found: Detected) -> tuple[Target, ...]:
@@ -708,7 +710,7 @@ def _download_for_inspect(args: argparse.Namespace, url: str) -> Path:
         cache.close()
 
 
-# --- cache --------------------------------------------------------------------------------
+# --- schema -------------------------------------------------------------------------------
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -716,6 +718,9 @@ def _schema(args: argparse.Namespace) -> int:
 
     _emit(report_schema(), args.output)
     return 0
+
+
+# --- cache --------------------------------------------------------------------------------
 
 
 def _cache(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,8 +121,6 @@ def find_interpreter(explicit: str | None, candidates: Sequence[str] = ()) -> In
 def _which(name: str) -> str | None:
     if os.sep in name or (os.altsep and os.altsep in name):
         return name if os.access(name, os.X_OK) else None
-    import shutil
-
     return shutil.which(name)
 
 

@@ -105,12 +105,18 @@ def parse_version(text: str) -> Version | None:
         return None
 
 
+def _specifier(text: str) -> SpecifierSet:
+    """A specifier as the source wrote it; one that does not parse allows everything (the
+    source's own reader has reported it)."""
+    try:
+        return SpecifierSet(text)
+    except InvalidSpecifier:
+        return SpecifierSet()
+
+
 def matching(releases: dict[Version, Release], specifier: str) -> list[Release]:
     """Releases a specifier allows (pre-releases included), installable or not."""
-    try:
-        spec = SpecifierSet(specifier)
-    except InvalidSpecifier:
-        spec = SpecifierSet()
+    spec = _specifier(specifier)
     return [r for v, r in releases.items() if spec.contains(v, prereleases=True)]
 
 
@@ -123,10 +129,7 @@ def newest_installable(
     it could build; pre-releases only when the specifier names one or nothing else fits,
     as pip and uv do.
     """
-    try:
-        spec = SpecifierSet(specifier)
-    except InvalidSpecifier:
-        spec = SpecifierSet()
+    spec = _specifier(specifier)
     ordered = sorted(releases.values(), key=lambda r: r.version, reverse=True)
     for pre in (False, True):
         for rel in ordered:

@@ -36,6 +36,8 @@ MAX_MEMBERS = 200_000
 BINARY_SUFFIXES = (".so", ".pyd", ".dylib")
 
 Reader = Callable[[], bytes]
+# What reading a member can raise: it is then unreadable, not a crash.
+_READ_ERRORS = (OSError, zipfile.BadZipFile, EOFError, InputError)
 
 
 def is_binary_candidate(path: str) -> bool:
@@ -52,7 +54,7 @@ def _judge_member(path: str, read: Reader) -> Extension | Library | tuple[str, s
     """One member: its record, (path, reason) when unreadable, None when not a binary."""
     try:
         data = read()
-    except (OSError, zipfile.BadZipFile, EOFError, InputError) as exc:
+    except _READ_ERRORS as exc:
         return (path, f"cannot read: {exc}")
     if binary_format(data[:4]) is None:
         return None  # a linker script, a text file named .so: not code
@@ -107,7 +109,7 @@ def _follow_hand_overs(
     for path, read in items:
         try:
             data = read()
-        except (OSError, zipfile.BadZipFile, EOFError, InputError):
+        except _READ_ERRORS:
             continue
         if not any(s.encode() + b"\0" in data for s in wanted):
             continue

@@ -84,11 +84,16 @@ def inspect_binary(path: str, data: bytes) -> Extension | Library:
     fmt = binary_format(data[:4])
     if fmt is None:
         raise BinaryFormatError("not an ELF, Mach-O or PE file")
+    return _judge_slices([judge(image, path, fmt) for image in _images(fmt, data)])
+
+
+def _images(fmt: BinaryFormat, data: bytes) -> list[Image]:
+    """The images of a binary: one, or a universal Mach-O's slices."""
     if fmt is BinaryFormat.ELF:
-        return judge(load_elf(data), path, fmt)
+        return [load_elf(data)]
     if fmt is BinaryFormat.PE:
-        return judge(load_pe(data), path, fmt)
-    return _judge_slices([judge(image, path, fmt) for image in load_macho(data)])
+        return [load_pe(data)]
+    return load_macho(data)
 
 
 def _judge_slices(found: list[Extension | Library]) -> Extension | Library:
@@ -350,16 +355,8 @@ def _read_def(
         return slots.SlotFinding(
             Gil.UNKNOWN, f"the definition passed at {where} does not name {module} ({shown})"
         )
-    slots_ptr = mem.read_pointer(def_addr + layout.m_slots)
-    if slots_ptr is None:
-        return slots.SlotFinding(
-            Gil.UNKNOWN, f"PyModuleDef at {where}: m_slots is not known statically"
-        )
-    if slots_ptr == 0:
-        # m_slots NULL with PyModuleDef_Init: multi-phase with no slots at all.
-        return slots.SlotFinding(Gil.UNDECLARED, f"PyModuleDef at {where} has no slots")
     entries: slots.Readable = code.TrustedView(mem) if trusted_only else mem
-    finding = slots.read_slots(entries, slots_ptr, image.pointer_size, image.where(slots_ptr))
+    finding = _def_slots(image, mem, entries, def_addr, layout, from_data=False)
     if trusted_only and finding.gil is Gil.UNKNOWN and "not readable" in finding.detail:
         return slots.SlotFinding(
             Gil.UNKNOWN,
@@ -412,7 +409,7 @@ def _judge_by_data(image: Image, module: str, ft: bool | None, record: Record) -
             def_addr = where_ptr - layout.m_name
             if not slots.head_is_initial(image, def_addr, layout, p):
                 continue  # a pointer to the name that is not a definition's (a GOT entry)
-            finding = _static_def(image, def_addr, layout)
+            finding = _def_slots(image, image, image, def_addr, layout, from_data=True)
             findings.setdefault(finding.gil, finding.detail)
     suffix = f" (read from the data: {no_reader}, so the init code was not followed)"
     if not findings:
@@ -443,22 +440,41 @@ def _pointers_to(image: Image, targets: set[int]) -> list[int]:
     return sorted(a for a in found if image.read_pointer(a) in targets)
 
 
-def _static_def(image: Image, def_addr: int, layout: slots.Layout) -> slots.SlotFinding:
+def _def_slots(
+    image: Image,
+    mem: slots.Readable,
+    entries: slots.Readable,
+    def_addr: int,
+    layout: slots.Layout,
+    *,
+    from_data: bool,
+) -> slots.SlotFinding:
+    """The Py_mod_gil the definition at `def_addr` holds: its m_slots read from `mem`, the
+    slot entries from `entries`. `from_data`: read from the file alone, no init code
+    followed, so a definition or slot array still empty in writable data may yet be
+    filled at run time."""
     where = image.where(def_addr)
-    slots_ptr = image.read_pointer(def_addr + layout.m_slots)
+    slots_ptr = mem.read_pointer(def_addr + layout.m_slots)
     if slots_ptr is None:
-        return slots.SlotFinding(Gil.UNKNOWN, f"PyModuleDef at {where}: m_slots unreadable")
+        return slots.SlotFinding(
+            Gil.UNKNOWN, f"PyModuleDef at {where}: m_slots is not known statically"
+        )
     if slots_ptr == 0:
-        if image.is_writable(def_addr):
+        if from_data and image.is_writable(def_addr):
             return slots.SlotFinding(
                 Gil.UNKNOWN,
                 f"PyModuleDef at {where} has no slots in the file, and lies in writable "
                 "data the init code may fill",
             )
+        # m_slots NULL with PyModuleDef_Init: multi-phase with no slots at all.
         return slots.SlotFinding(Gil.UNDECLARED, f"PyModuleDef at {where} has no slots")
-    finding = slots.read_slots(image, slots_ptr, image.pointer_size, image.where(slots_ptr))
-    empty = image.read_int(slots_ptr, 4) == 0
-    if finding.gil is Gil.UNDECLARED and empty and image.is_writable(slots_ptr):
+    finding = slots.read_slots(entries, slots_ptr, image.pointer_size, image.where(slots_ptr))
+    if (
+        from_data
+        and finding.gil is Gil.UNDECLARED
+        and entries.read_int(slots_ptr, 4) == 0
+        and image.is_writable(slots_ptr)
+    ):
         return slots.SlotFinding(
             Gil.UNKNOWN,
             f"the slot array at {image.where(slots_ptr)} is empty in the file and lies in "
@@ -484,13 +500,8 @@ def judge_handed_over(ext: Extension, image: Image, symbol: str, library: str) -
 
 
 def load_image(data: bytes) -> Image | None:
-    """One image of a binary (None for a universal Mach-O, whose slices differ)."""
+    """The one image of a binary (None for a universal Mach-O, whose slices differ, and
+    for what is not a binary)."""
     fmt = binary_format(data[:4])
-    if fmt is BinaryFormat.ELF:
-        return load_elf(data)
-    if fmt is BinaryFormat.PE:
-        return load_pe(data)
-    if fmt is BinaryFormat.MACHO:
-        images = load_macho(data)
-        return images[0] if len(images) == 1 else None
-    return None
+    images = _images(fmt, data) if fmt is not None else []
+    return images[0] if len(images) == 1 else None

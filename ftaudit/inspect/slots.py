@@ -123,25 +123,22 @@ def choose_layout(
         if free_threaded is not False
         else [options["GIL"], options["free-threaded"]]
     )
-    first_name = None
+    named = []
     for layout in order:
         name_ptr = mem.read_pointer(def_addr + layout.m_name)
-        name = mem.read_cstring(name_ptr) if name_ptr else None
+        named.append((layout, mem.read_cstring(name_ptr) if name_ptr else None))
+    for layout, name in named:
         if name_matches(name, module):
             return layout, name
-        if layout is order[0]:
-            first_name = name
     # Multi-phase import names the module after its spec, so m_name may say anything
     # (whenever's Rust module calls itself "whenever"). A definition is then trusted only
     # when it starts as PyModuleDef_HEAD_INIT leaves one: ob_type, m_init, m_index and
     # m_copy zero, right before m_name, and m_name is a string.
     if multi_phase:
-        for layout in order:
-            name_ptr = mem.read_pointer(def_addr + layout.m_name)
-            name = mem.read_cstring(name_ptr) if name_ptr else None
+        for layout, name in named:
             if name and head_is_initial(mem, def_addr, layout, pointer_size):
                 return layout, name
-    return None, first_name
+    return None, named[0][1]
 
 
 def head_is_initial(mem: Readable, def_addr: int, layout: Layout, pointer_size: int) -> bool:
