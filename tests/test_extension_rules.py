@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftaudit.inspect.extension import inspect_binary, module_name, tagged_free_threaded
+import pytest
+
+from ftaudit.inspect.extension import (
+    inspect_binary,
+    load_image,
+    module_name,
+    tagged_free_threaded,
+)
 from ftaudit.model import Extension, Gil
 from tests.helpers import toolchain
 
@@ -44,3 +51,42 @@ def test_the_cffi_backend_itself_is_read_like_any_module(ft_python: str, tmp_pat
         ft_python, 1, "_cffi_backend", tmp_path, flags=("-O2", "-DCFFI_LIKE")
     )
     assert _judge(so).gil is Gil.NOT_USED
+
+
+@pytest.mark.ft
+@pytest.mark.parametrize(
+    ("variant", "where", "name", "expected"),
+    [
+        (10, 1, "_large_const", Gil.NOT_USED),  # slots in .data.rel.ro
+        (10, 2, "_large_const_after", Gil.NOT_USED),
+        (4, 1, "_large_runtime", Gil.NOT_USED),  # slots written after the call
+        (4, 2, "_large_runtime_after", Gil.UNKNOWN),  # written before: it could change them
+        (2, 1, "_large_used", Gil.UNKNOWN),  # slots in .data: it could change them
+    ],
+)
+def test_a_large_setup_routine_is_stepped_over_and_what_it_could_change_is_unknown(
+    ft_python: str, tmp_path: Path, variant: int, where: int, name: str, expected: Gil
+) -> None:
+    """pybind11 3's PyInit calls get_internals (about 11,000 instructions, no declaring
+    call in reach) before PyModuleDef_Init. Walking through the fixture's stand-in spends
+    the whole budget; a second walk steps over it. What it could have written (writable
+    data, slots the path wrote before the call) is then unknown, never not_used; what it
+    cannot (.data.rel.ro, read-only once relocated; slots written after it) stays known."""
+    so = toolchain.compile_module(
+        ft_python, variant, name, tmp_path, flags=("-O2", f"-DLARGE_SETUP={where}")
+    )
+    ext = _judge(so)
+    assert ext.gil is expected, ext.detail
+    re_enabled = toolchain.gil_enabled_after_import(ft_python, name, tmp_path)
+    assert re_enabled == (variant == 2), ext.detail
+
+
+def test_relro_data_is_read_only_and_data_is_not(ft_python: str, tmp_path: Path) -> None:
+    """PT_GNU_RELRO: the loader makes .data.rel.ro read-only after relocating it, before
+    any init code runs; .data stays writable."""
+    so = toolchain.compile_module(ft_python, 10, "_relro", tmp_path, flags=("-O2",))
+    image = load_image(so.read_bytes())
+    assert image is not None
+    spans = {name: start for name, start, _size in image.sections}
+    assert not image.is_writable(spans[".data.rel.ro"])
+    assert image.is_writable(spans[".data"])

@@ -52,8 +52,14 @@ MAX_GLOBAL_VISITS = 8  # distinct memory states that may run one address
 MAX_DEPTH = 6  # nested calls into the binary's own functions
 MASK64 = (1 << 64) - 1
 _UNKNOWN_BYTE = -1
+# Added to a byte the path wrote before a call it stepped over, which could have changed
+# it: the walk goes on reading it, a verdict may not rest on it (Memory.trusted).
+_STALE = 0x100
+_STACK_SPAN = 1 << 24  # the stack lies in this many bytes below Ranges.stack
 _SENTINEL = 0x7D00_0000_0000_0000
 _REACH_BUDGET = 6000  # instructions a reachability check may look at
+# ... and on a second walk, when the first found nothing within its budget.
+_WIDE_REACH_BUDGET = 30_000
 _SMALL_FUNCTION = 200  # instructions: below this a function is always walked
 # Imports whose effect on memory the walker models (see _emulate_libc, _returns).
 _MODELLED = frozenset(
@@ -102,7 +108,7 @@ class Memory:
         return Memory(self.image, dict(self.bytes_), self.signature)
 
     def _put(self, addr: int, byte: int) -> None:
-        if addr < self.image.ranges.stack - (1 << 24):  # the stack does not sign
+        if addr < self.image.ranges.stack - _STACK_SPAN:  # the stack does not sign
             old = self.bytes_.get(addr)
             if old is not None:
                 self.signature ^= hash((addr, old))
@@ -124,6 +130,14 @@ class Memory:
     def clobber(self, addr: int, size: int) -> None:
         self.write(addr, size, None)
 
+    def go_stale(self, *, keep_stack: bool) -> None:
+        """Mark what the path wrote as possibly changed by a function it stepped over:
+        everything outside the stack, and the stack too unless `keep_stack`."""
+        stack = self.image.ranges.stack - _STACK_SPAN
+        for addr, byte in self.bytes_.items():
+            if 0 <= byte < _STALE and (addr < stack or not keep_stack):
+                self._put(addr, byte | _STALE)
+
     def read_bytes(self, addr: int, size: int) -> bytes | None:
         written = [self.bytes_.get(addr + i) for i in range(size)]
         if all(b is None for b in written):
@@ -136,11 +150,11 @@ class Memory:
         if any(b == _UNKNOWN_BYTE for b in written):
             return None
         if all(b is not None for b in written):
-            return bytes(b for b in written if b is not None)
+            return bytes(b & 0xFF for b in written if b is not None)
         base = self._compose(addr, size)
         if base is None:
             return None
-        return bytes(b if b is not None else base[i] for i, b in enumerate(written))
+        return bytes(b & 0xFF if b is not None else base[i] for i, b in enumerate(written))
 
     def _compose(self, addr: int, size: int) -> bytes | None:
         p = self.image.pointer_size
@@ -161,11 +175,12 @@ class Memory:
         return bytes(out)
 
     def trusted(self, addr: int, size: int) -> bool:
-        """Whether these bytes are known on an imprecise path: written by the path itself,
-        or in memory no code can write."""
-        return all((addr + i) in self.bytes_ for i in range(size)) or not (
-            self.image.is_writable(addr) or self.image.ranges.is_dynamic(addr)
-        )
+        """Whether these bytes are known on an imprecise path: written by the path itself
+        after the last call it stepped over, or in memory no code can write."""
+        written = [self.bytes_.get(addr + i) for i in range(size)]
+        if all(b is not None and 0 <= b < _STALE for b in written):
+            return True
+        return not (self.image.is_writable(addr) or self.image.ranges.is_dynamic(addr))
 
     def read_int(self, addr: int, size: int, *, signed: bool = False) -> int | None:
         if not any((addr + i) in self.bytes_ for i in range(size)):
@@ -279,13 +294,28 @@ EventHook = Callable[[Event], None]
 
 
 def walk(image: Image, entry: int) -> Walk:
-    """Walk every path from `entry` within the budgets and collect its events."""
+    """Walk every path from `entry` within the budgets and collect its events.
+
+    A function is walked into unless a bounded look at its call graph shows it cannot
+    reach a declaring import, since stepping over it makes writable memory unknown. When
+    that spends the whole budget inside a large callee without reaching a declaration
+    (pybind11 3's get_internals, about 11,000 instructions, runs before its
+    PyModuleDef_Init), a second walk steps over every function a wider look clears."""
+    found = _machine(image, _REACH_BUDGET).run(entry)
+    if found.exhausted and found.declared_at is None:
+        wide = _machine(image, _WIDE_REACH_BUDGET).run(entry)
+        if wide.declared_at is not None:
+            return wide
+    return found
+
+
+def _machine(image: Image, reach_budget: int) -> _Machine:
     if image.arch == "x86_64":
-        return (_X86Win64 if image.abi == "win64" else _X86)(image).run(entry)
+        return (_X86Win64 if image.abi == "win64" else _X86)(image, reach_budget)
     if image.arch == "i386" and image.abi != "win32":
-        return _X86_32(image).run(entry)
+        return _X86_32(image, reach_budget)
     if image.arch == "aarch64":
-        return _Arm64(image).run(entry)
+        return _Arm64(image, reach_budget)
     raise ValueError(f"no code reader for {image.arch}")
 
 
@@ -304,14 +334,23 @@ class _Machine(ABC):
     callee_saved: tuple[str, ...] = ()
     link: str | None = None  # link register (arm64), else the return address is pushed
 
-    def __init__(self, image: Image) -> None:
+    def __init__(self, image: Image, reach_budget: int = _REACH_BUDGET) -> None:
         self.image = image
+        self.reach_budget = reach_budget
         self.md = self._disassembler()
         self.md.detail = True
         self._decoded: dict[int, Any] = {}
         self._stubs: dict[int, str | None] = {}
         self._reach: dict[int, bool] = {}
         self._heap = image.ranges.heap
+        # The C++ runtime linked into the binary itself (usearch links libstdc++
+        # statically): its __cxa_guard_acquire is the ABI's function whatever code it
+        # holds, so it is modelled like the import, not walked through its futex calls.
+        self._runtime = {
+            addr: name
+            for name, addr in image.exports.items()
+            if name in _MODELLED or name in _ALLOCATORS
+        }
 
     @abstractmethod
     def _disassembler(self) -> capstone.Cs:
@@ -359,7 +398,7 @@ class _Machine(ABC):
                     return
                 sigs.add(key)
             state.visits[state.pc] = seen + 1
-            name = self.image.import_at(state.pc)
+            name = self._callee_name(state.pc)
             if name is not None:  # reached an import by a jump (a tail call)
                 self._event(state, name, result, at_entry=True)
                 if not self._return(state, result, imported=name):
@@ -404,29 +443,39 @@ class _Machine(ABC):
         if isinstance(target, int):
             # An import, directly or through a PLT-style stub (resolved up front so that
             # stubs do not use up the call depth).
-            name = self.image.import_at(target) or self._stub_import(target)
+            name = self._callee_name(target) or self._stub_import(target)
             if name is not None:
                 self._event(state, name, result)
                 self._after_import(state, name)
                 state.pc = ret
                 return
+            # A large function that can reach no declaring import is stepped over.
             if (
                 self.image.is_code(target)
-                and not self._passes_code_pointer(state)
-                and self._not_worth_walking(target)
+                and len(state.frames) < MAX_DEPTH
+                and (self._passes_code_pointer(state) or not self._not_worth_walking(target))
             ):
-                # A large function that can reach no declaring import: step over it.
-                self._clobber(state)
-                state.regs.pop(self.ret_reg, None)
-                state.imprecise = True
-                state.pc = ret
-                return
-            if self.image.is_code(target) and len(state.frames) < MAX_DEPTH:
                 self.push_return(state, ret)
                 state.enter(ret, target)
                 return
-        self._clobber(state)
+        # Stepped over, or a call through a pointer the walk does not know, or too deep.
+        self._step_over(state)
         state.pc = ret
+
+    def _step_over(self, state: _State) -> None:
+        """A call the walk does not follow: it may have written any writable memory of
+        the image, heap blocks, and the caller's stack if handed a pointer into it."""
+        handed_stack = any(
+            isinstance(v, int) and self._on_stack(v)
+            for v in (state.regs.get(r) for r in self.arg_regs)
+        )
+        self._clobber(state)
+        state.regs.pop(self.ret_reg, None)
+        state.mem.go_stale(keep_stack=not handed_stack)
+        state.imprecise = True
+
+    def _on_stack(self, addr: int) -> bool:
+        return addr >= self.image.ranges.stack - _STACK_SPAN
 
     def _passes_code_pointer(self, state: _State) -> bool:
         """A call that hands over a function (PyO3's module_init(closure)) may call back into
@@ -451,7 +500,7 @@ class _Machine(ABC):
         while todo and not reaches:
             pc = todo.pop()
             while pc not in seen:
-                if len(seen) >= _REACH_BUDGET:
+                if len(seen) >= self.reach_budget:
                     reaches = True
                     break
                 seen.add(pc)
@@ -460,7 +509,7 @@ class _Machine(ABC):
                     break
                 targets, falls_through = self._flow(insn)
                 for t in targets:
-                    name = self.image.import_at(t) or self._stub_import(t)
+                    name = self._callee_name(t) or self._stub_import(t)
                     if name in RECORDED:
                         reaches = True
                     elif name is None and self.image.is_code(t):
@@ -477,6 +526,10 @@ class _Machine(ABC):
         """Where an instruction can transfer control (for reachability), and whether it
         also falls through."""
 
+    def _callee_name(self, addr: int) -> str | None:
+        """The import, or the runtime function linked into the image, at `addr`."""
+        return self.image.import_at(addr) or self._runtime.get(addr)
+
     def _stub_import(self, target: int) -> str | None:
         """The import a PLT-style stub at `target` jumps to, if it is one.
 
@@ -492,7 +545,7 @@ class _Machine(ABC):
             state = _State(target, dict(sentinels), Memory(self.image), [], {})
             scratch, todo = Walk(), list[_State]()
             for _ in range(7):
-                name = self.image.import_at(state.pc)
+                name = self._callee_name(state.pc)
                 if name is not None:
                     if all(state.regs.get(r) == v for r, v in sentinels.items()):
                         found = name

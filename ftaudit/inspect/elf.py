@@ -94,6 +94,7 @@ def _load(data: bytes) -> Image:
     if arch == "ppc64" and not elf.little_endian:
         image.arch = "ppc64be"
     dynamic: DynamicSegment | None = None
+    relro: list[tuple[int, int]] = []
     for seg in elf.iter_segments():
         if seg["p_type"] == "PT_LOAD":
             if seg["p_offset"] + seg["p_filesz"] > len(data):
@@ -109,6 +110,10 @@ def _load(data: bytes) -> Image:
             )
         elif seg["p_type"] == "PT_DYNAMIC" and isinstance(seg, DynamicSegment):
             dynamic = seg
+        elif seg["p_type"] == "PT_GNU_RELRO":
+            relro.append((seg["p_vaddr"], seg["p_vaddr"] + seg["p_memsz"]))
+    for start, end in relro:
+        image.segments = _protect(image.segments, start, end, _page_size(arch))
     if dynamic is None:
         raise BinaryFormatError("not a shared object: no dynamic segment")
     if elf.num_sections() < 4096:
@@ -148,6 +153,45 @@ def _table(image: Image, addr: int | None, size: int | None) -> bytes:
     if raw is None:
         raise BinaryFormatError(f"dynamic table at {addr:#x} lies outside the image")
     return raw
+
+
+def _page_size(arch: str) -> int:
+    # The loader protects whole pages of the run-time page size; 64 KiB kernels exist for
+    # every architecture but x86, and the larger page protects the shorter range.
+    return 4096 if arch in ("x86_64", "i386") else 65536
+
+
+def _protect(segments: list[Segment], start: int, end: int, page: int) -> list[Segment]:
+    """Split off the part of a writable segment that PT_GNU_RELRO makes read-only once
+    relocations are applied, before any init code runs (.data.rel.ro, the GOT): no code
+    can change it, so a pointer or slot there is as good as read-only data.
+
+    The loader rounds the end down to a page (glibc's _dl_protect_relro)."""
+    end &= ~(page - 1)
+    out = []
+    for seg in segments:
+        lo, hi = max(start, seg.vaddr), min(end, seg.vaddr + seg.memsz)
+        if not seg.writable or lo >= hi:
+            out.append(seg)
+            continue
+        for a, b, writable in (
+            (seg.vaddr, lo, True),
+            (lo, hi, False),
+            (hi, seg.vaddr + seg.memsz, True),
+        ):
+            if a < b:
+                off = a - seg.vaddr
+                out.append(
+                    Segment(
+                        vaddr=a,
+                        memsz=b - a,
+                        data=seg.data[off : max(off, min(len(seg.data), b - seg.vaddr))],
+                        executable=seg.executable,
+                        name=seg.name,
+                        writable=writable,
+                    )
+                )
+    return out
 
 
 def _symbols(image: Image, tags: dict[str, int], count: int) -> list[_Symbol]:
