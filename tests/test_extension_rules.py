@@ -90,3 +90,20 @@ def test_relro_data_is_read_only_and_data_is_not(ft_python: str, tmp_path: Path)
     spans = {name: start for name, start, _size in image.sections}
     assert not image.is_writable(spans[".data.rel.ro"])
     assert image.is_writable(spans[".data"])
+
+
+@pytest.mark.ft
+@pytest.mark.parametrize(("variant", "expected"), [(5, Gil.NOT_USED), (6, Gil.USED)])
+def test_a_flag_passed_the_way_pyo3_passes_it(
+    ft_python: str, tmp_path: Path, variant: int, expected: Gil
+) -> None:
+    """PyO3 hands `gil_used` to PyUnstable_Module_SetGIL through a closure: a pointer to
+    the flag, copied 16 bytes at a time beside a pointer the walk cannot know, then
+    `cmp byte [flag], 0; sete`. Both halves of that are followed."""
+    name = f"_closure_{variant}"
+    so = toolchain.compile_module(
+        ft_python, variant, name, tmp_path, flags=("-O2", "-DCLOSURE_COPY")
+    )
+    ext = _judge(so)
+    assert ext.gil is expected, ext.detail
+    assert toolchain.gil_enabled_after_import(ft_python, name, tmp_path) == (variant == 6)

@@ -18,7 +18,7 @@ turns missing evidence into `unknown`, never into a declaration.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +76,25 @@ _MODELLED = frozenset(
         "PyModuleDef_Init",
     }
 )
+# Imports that write through none of their arguments: the registers that are not their
+# arguments may hold the caller's pointers (`__tls_get_addr` takes one argument, and
+# the five other argument registers still point into the caller's frame).
+_READS_ONLY = frozenset(
+    {
+        "__tls_get_addr",
+        "strlen",
+        "strcmp",
+        "strncmp",
+        "memcmp",
+        "getenv",
+        "Py_GetVersion",
+        "PyInterpreterState_Get",
+        "PyInterpreterState_Main",
+        "PyThreadState_Get",
+        "PyGILState_Check",
+        "PyErr_Occurred",
+    }
+)
 _ZEROED = frozenset({"calloc", "PyMem_Calloc", "PyMem_RawCalloc", "PyObject_Calloc"})
 _ALLOCATORS = _ZEROED | {
     "malloc",
@@ -87,6 +106,43 @@ _ALLOCATORS = _ZEROED | {
     "_ZnwmRKSt9nothrow_t",
     "_ZnamRKSt9nothrow_t",
 }
+
+
+class Partial(bytes):
+    """A vector value some of whose bytes are unknown: they read as 0 here and are listed
+    in `unknown`, and any number taken from them is unknown. (PyO3 copies a closure's
+    captures 16 bytes at a time, a known pointer beside an unknown one.)"""
+
+    unknown: frozenset[int]
+
+    def __new__(cls, data: bytes, unknown: Iterable[int]) -> Partial:
+        self = super().__new__(cls, data)
+        self.unknown = frozenset(unknown)
+        return self
+
+
+def _vec_slice(v: bytes, start: int, end: int) -> bytes:
+    part = bytes(v[start:end])
+    if isinstance(v, Partial):
+        gone = [i - start for i in v.unknown if start <= i < end]
+        if gone:
+            return Partial(part, gone)
+    return part
+
+
+def _vec_join(a: bytes, b: bytes) -> bytes:
+    unknown = set(a.unknown) if isinstance(a, Partial) else set()
+    if isinstance(b, Partial):
+        unknown.update(len(a) + i for i in b.unknown)
+    data = bytes(a) + bytes(b)
+    return Partial(data, unknown) if unknown else data
+
+
+def _vec_int(v: bytes, size: int) -> int | None:
+    """The little-endian number in a vector's first `size` bytes, if they are known."""
+    if isinstance(v, Partial) and any(i < size for i in v.unknown):
+        return None
+    return int.from_bytes(v[:size], "little")
 
 
 class Memory:
@@ -121,8 +177,12 @@ class Memory:
             for i, b in enumerate(raw):
                 self._put(addr + i, b)
         elif isinstance(value, bytes):
+            unknown = value.unknown if isinstance(value, Partial) else frozenset()
             for i in range(size):
-                self._put(addr + i, value[i] if i < len(value) else 0)
+                if i in unknown:
+                    self._put(addr + i, _UNKNOWN_BYTE)
+                else:
+                    self._put(addr + i, value[i] if i < len(value) else 0)
         else:
             for i in range(size):
                 self._put(addr + i, _UNKNOWN_BYTE)
@@ -155,6 +215,21 @@ class Memory:
         if base is None:
             return None
         return bytes(b & 0xFF if b is not None else base[i] for i, b in enumerate(written))
+
+    def read_vector(self, addr: int, size: int) -> bytes | None:
+        """A vector load: the bytes, a Partial when only some are known (word by word,
+        so that a relocated pointer stays whole), None when none is."""
+        raw = self.read_bytes(addr, size)
+        if raw is not None or size <= 8:
+            return raw
+        out, unknown = bytearray(), list[int]()
+        for lane in range(0, size, 8):
+            word = self.read_bytes(addr + lane, 8)
+            if word is None:
+                unknown.extend(range(lane, lane + 8))
+                word = bytes(8)
+            out += word
+        return Partial(bytes(out), unknown) if len(unknown) < size else None
 
     def _compose(self, addr: int, size: int) -> bytes | None:
         p = self.image.pointer_size
@@ -623,7 +698,7 @@ class _Machine(ABC):
 
     def _after_import(self, state: _State, name: str, *, at_entry: bool = False) -> None:
         args = self._args(state, at_entry)
-        if not self._emulate_libc(state, name, args):
+        if name not in _READS_ONLY and not self._emulate_libc(state, name, args):
             # An import the walker does not model may write through the pointers it is
             # given (an out-parameter, a guard): what they point at is no longer known.
             for arg in args:
@@ -829,6 +904,12 @@ def _x86_condition(iid: int, flags: tuple[str, int, int, int]) -> bool | None:
     return table.get(iid)
 
 
+_CONDITIONS = ("E", "NE", "B", "AE", "BE", "A", "L", "GE", "LE", "G", "S", "NS")
+# SETcc and CMOVcc -> the Jcc that tests the same condition.
+_X86_SETCC = {getattr(X, f"X86_INS_SET{c}"): getattr(X, f"X86_INS_J{c}") for c in _CONDITIONS}
+_X86_CMOVCC = {getattr(X, f"X86_INS_CMOV{c}"): getattr(X, f"X86_INS_J{c}") for c in _CONDITIONS}
+
+
 class _X86(_Machine):
     sp = "rsp"
     ret_reg = "rax"
@@ -871,11 +952,9 @@ class _X86(_Machine):
         parent, width = _X86_REGS.get(name, (name, 64))
         value = state.regs.get(parent)
         if isinstance(value, bytes):
-            return (
-                value[: width // 8]
-                if width >= 128
-                else int.from_bytes(value[: width // 8], "little")
-            )
+            if width >= 128:
+                return _vec_slice(value, 0, width // 8)
+            return _vec_int(value, width // 8)
         if value is None:
             return None
         if width == -8:
@@ -891,7 +970,7 @@ class _X86(_Machine):
             state.regs[parent] = value
             return
         if isinstance(value, bytes):
-            value = int.from_bytes(value[:8], "little")
+            value = _vec_int(value, 8)
         if value is None:
             state.regs.pop(parent, None)
         elif width in (64, 32):
@@ -932,7 +1011,7 @@ class _X86(_Machine):
             if addr is None:
                 return None
             if op.size > 8:
-                return state.mem.read_bytes(addr, op.size)
+                return state.mem.read_vector(addr, op.size)
             return state.mem.read_int(addr, op.size)
         return None
 
@@ -1001,6 +1080,17 @@ class _X86(_Machine):
             kind = "cmp" if iid == X.X86_INS_CMP else "test"
             state.flags = (kind, a, b, 8 * (ops[0].size or 8)) if known else None  # type: ignore[assignment]
             return True
+        if iid in _X86_SETCC or iid in _X86_CMOVCC:
+            # `cmp byte [flag], 0; sete sil` turns a flag into Py_MOD_GIL_NOT_USED (1).
+            cond = _X86_SETCC.get(iid) or _X86_CMOVCC[iid]
+            holds = _x86_condition(cond, state.flags) if state.flags else None
+            if iid in _X86_SETCC:
+                self.put(state, insn, ops[0], None if holds is None else int(holds))
+            else:
+                # A 32-bit CMOVcc zeroes the upper half even when it does not move.
+                chosen = None if holds is None else ops[1] if holds else ops[0]
+                self.put(state, insn, ops[0], self.get(state, insn, chosen) if chosen else None)
+            return True
         if iid not in _X86_FLAGS_KEPT:
             state.flags = None
         if iid in _X86_NOPS:
@@ -1054,7 +1144,7 @@ class _X86(_Machine):
         elif iid in (X.X86_INS_MOVQ, X.X86_INS_MOVD, X.X86_INS_VMOVQ, X.X86_INS_VMOVD):
             v = self.get(state, insn, ops[1])
             if isinstance(v, bytes):
-                v = int.from_bytes(v[: ops[0].size or 8], "little")
+                v = _vec_int(v, ops[0].size or 8)
             elif (
                 isinstance(v, int)
                 and ops[0].type == X.X86_OP_REG
@@ -1066,7 +1156,11 @@ class _X86(_Machine):
             a, b = self.get(state, insn, ops[0]), self.get(state, insn, ops[1])
             if isinstance(b, int):
                 b = b.to_bytes(8, "little")
-            v = a[:8] + b[:8] if isinstance(a, bytes) and isinstance(b, bytes) else None
+            v = (
+                _vec_join(_vec_slice(a, 0, 8), _vec_slice(b, 0, 8))
+                if isinstance(a, bytes) and isinstance(b, bytes)
+                else None
+            )
             self.put(state, insn, ops[0], v)
         elif iid in (X.X86_INS_STOSQ, X.X86_INS_STOSD, X.X86_INS_MOVSQ, X.X86_INS_MOVSD) and (
             X.X86_PREFIX_REP in insn.prefix
@@ -1202,7 +1296,7 @@ class _Arm64(_Machine):
             return 0
         v = state.regs.get(parent)
         if isinstance(v, bytes):
-            return v[:size] if size == 16 else int.from_bytes(v[:size], "little")
+            return _vec_slice(v, 0, 16) if size == 16 else _vec_int(v, size)
         if isinstance(v, int) and size < 8:
             return v & _mask(8 * size)
         return v
@@ -1215,9 +1309,9 @@ class _Arm64(_Machine):
             if isinstance(value, int):
                 value = (value & _mask(8 * size)).to_bytes(size, "little") + bytes(16 - size)
             elif isinstance(value, bytes):
-                value = value[:size] + bytes(16 - size)
+                value = _vec_join(_vec_slice(value, 0, size), bytes(16 - size))
         elif isinstance(value, bytes):
-            value = int.from_bytes(value[:size], "little")
+            value = _vec_int(value, size)
         if value is None:
             state.regs.pop(parent, None)
         else:
@@ -1313,7 +1407,7 @@ class _Arm64(_Machine):
                 if a is None:
                     v = None
                 elif size == 16:
-                    v = state.mem.read_bytes(a, 16)
+                    v = state.mem.read_vector(a, 16)
                 else:
                     v = state.mem.read_int(a, size, signed=insn.mnemonic.startswith("ldrs"))
                 self.reg_set(state, insn, reg_op.reg, v)
