@@ -107,3 +107,18 @@ def test_a_flag_passed_the_way_pyo3_passes_it(
     ext = _judge(so)
     assert ext.gil is expected, ext.detail
     assert toolchain.gil_enabled_after_import(ft_python, name, tmp_path) == (variant == 6)
+
+
+@pytest.mark.ft
+@pytest.mark.parametrize(("variant", "expected"), [(5, Gil.NOT_USED), (6, Gil.USED)])
+def test_a_declaration_reached_only_through_a_function_pointer(
+    ft_python: str, tmp_path: Path, variant: int, expected: Gil
+) -> None:
+    """PyO3's once-cell: PyInit calls a large make_module that reaches the declaring code
+    only through a closure's vtable. The first walk steps over make_module and finds no
+    declaration; the second counts calls through pointers as ones that may declare."""
+    name = f"_once_cell_{variant}"
+    so = toolchain.compile_module(ft_python, variant, name, tmp_path, flags=("-O2", "-DONCE_CELL"))
+    ext = _judge(so)
+    assert ext.gil is expected, ext.detail
+    assert toolchain.gil_enabled_after_import(ft_python, name, tmp_path) == (variant == 6)

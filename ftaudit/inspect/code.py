@@ -375,23 +375,30 @@ def walk(image: Image, entry: int) -> Walk:
     reach a declaring import, since stepping over it makes writable memory unknown. When
     that spends the whole budget inside a large callee without reaching a declaration
     (pybind11 3's get_internals, about 11,000 instructions, runs before its
-    PyModuleDef_Init), a second walk steps over every function a wider look clears."""
+    PyModuleDef_Init), a second walk steps over every function a wider look clears. When
+    the first walk ends without finding one, the second counts a call through a pointer
+    as one that may declare: PyO3 reaches its module's creation only through the vtable of
+    a closure that a once-cell runs, inside a make_module the first walk stepped over."""
     found = _machine(image, _REACH_BUDGET).run(entry)
-    if found.exhausted and found.declared_at is None:
-        wide = _machine(image, _WIDE_REACH_BUDGET).run(entry)
-        if wide.declared_at is not None:
-            return wide
-    return found
+    if found.declared_at is not None:
+        return found
+    if found.exhausted:
+        again = _machine(image, _WIDE_REACH_BUDGET).run(entry)
+    else:
+        again = _machine(image, _REACH_BUDGET, eager=True).run(entry)
+    return again if again.declared_at is not None else found
 
 
-def _machine(image: Image, reach_budget: int) -> _Machine:
+def _machine(image: Image, reach_budget: int, *, eager: bool = False) -> _Machine:
     if image.arch == "x86_64":
-        return (_X86Win64 if image.abi == "win64" else _X86)(image, reach_budget)
-    if image.arch == "i386" and image.abi != "win32":
-        return _X86_32(image, reach_budget)
-    if image.arch == "aarch64":
-        return _Arm64(image, reach_budget)
-    raise ValueError(f"no code reader for {image.arch}")
+        cls: type[_Machine] = _X86Win64 if image.abi == "win64" else _X86
+    elif image.arch == "i386" and image.abi != "win32":
+        cls = _X86_32
+    elif image.arch == "aarch64":
+        cls = _Arm64
+    else:
+        raise ValueError(f"no code reader for {image.arch}")
+    return cls(image, reach_budget, eager=eager)
 
 
 def can_walk(image: Image) -> bool:
@@ -409,9 +416,11 @@ class _Machine(ABC):
     callee_saved: tuple[str, ...] = ()
     link: str | None = None  # link register (arm64), else the return address is pushed
 
-    def __init__(self, image: Image, reach_budget: int = _REACH_BUDGET) -> None:
+    def __init__(self, image: Image, reach_budget: int = _REACH_BUDGET, *, eager: bool = False):
         self.image = image
         self.reach_budget = reach_budget
+        # Count a call through a register as one that may declare (see walk()).
+        self.eager = eager
         self.md = self._disassembler()
         self.md.detail = True
         self._decoded: dict[int, Any] = {}
@@ -583,6 +592,8 @@ class _Machine(ABC):
                 if insn is None:
                     break
                 targets, falls_through = self._flow(insn)
+                if self.eager and not targets and self._indirect_call(insn):
+                    reaches = True
                 for t in targets:
                     name = self._callee_name(t) or self._stub_import(t)
                     if name in RECORDED:
@@ -595,6 +606,10 @@ class _Machine(ABC):
         result = not reaches and len(seen) > _SMALL_FUNCTION
         self._reach[entry] = result
         return result
+
+    @abstractmethod
+    def _indirect_call(self, insn: Any) -> bool:
+        """Whether the instruction calls through a register or memory."""
 
     @abstractmethod
     def _flow(self, insn: Any) -> tuple[list[int], bool]:
@@ -1039,6 +1054,9 @@ class _X86(_Machine):
                 if addr is not None:
                     state.mem.clobber(addr, max(op.size, 1))
 
+    def _indirect_call(self, insn: Any) -> bool:
+        return bool(insn.id == X.X86_INS_CALL and insn.operands[0].type != X.X86_OP_IMM)
+
     def _flow(self, insn: Any) -> tuple[list[int], bool]:
         iid = insn.id
         if iid in (X.X86_INS_RET, X.X86_INS_RETF, X.X86_INS_HLT, X.X86_INS_UD2, X.X86_INS_INT3):
@@ -1316,6 +1334,9 @@ class _Arm64(_Machine):
             state.regs.pop(parent, None)
         else:
             state.regs[parent] = value & _mask(8 * size) if isinstance(value, int) else value
+
+    def _indirect_call(self, insn: Any) -> bool:
+        return bool(insn.id == A.ARM64_INS_BLR)
 
     def _flow(self, insn: Any) -> tuple[list[int], bool]:
         iid = insn.id
