@@ -542,8 +542,14 @@ class _Machine(ABC):
                 self.push_return(state, ret)
                 state.enter(ret, target)
                 return
-        # Stepped over, or a call through a pointer the walk does not know, or too deep.
-        self._step_over(state)
+            if self.image.is_code(target):  # stepped over, or too deep
+                self._step_over(state)
+                state.pc = ret
+                return
+        # Through a pointer the walk does not know: most often another module's C API
+        # (datetime's capsule). Like an import, it writes only through what it is handed.
+        self._external_call(state, self._args(state, False))
+        state.regs.pop(self.ret_reg, None)
         state.pc = ret
 
     def _step_over(self, state: _State) -> None:
@@ -713,14 +719,19 @@ class _Machine(ABC):
 
     def _after_import(self, state: _State, name: str, *, at_entry: bool = False) -> None:
         args = self._args(state, at_entry)
-        if name not in _READS_ONLY and not self._emulate_libc(state, name, args):
-            # An import the walker does not model may write through the pointers it is
-            # given (an out-parameter, a guard): what they point at is no longer known.
-            for arg in args:
-                if arg is not None and arg >= 0x1000 and self._writable(arg):
-                    state.mem.clobber(arg, self.image.pointer_size)
-        self._clobber(state)
+        if name in _READS_ONLY or self._emulate_libc(state, name, args):
+            self._clobber(state)
+        else:
+            self._external_call(state, args)
         state.regs[self.ret_reg] = self._returns(state, name, args)
+
+    def _external_call(self, state: _State, args: list[int | None]) -> None:
+        """Code outside the image may write through the pointers it is given (an
+        out-parameter, a guard): what they point at is no longer known."""
+        for arg in args:
+            if arg is not None and arg >= 0x1000 and self._writable(arg):
+                state.mem.clobber(arg, self.image.pointer_size)
+        self._clobber(state)
 
     def _returns(self, state: _State, name: str, args: list[int | None]) -> Value:
         """What an imported function returns, where its definition fixes it."""
