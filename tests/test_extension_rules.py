@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.build import AARCH64_FLAGS
 from ftaudit.inspect.extension import (
     inspect_binary,
     load_image,
@@ -122,3 +123,27 @@ def test_a_declaration_reached_only_through_a_function_pointer(
     ext = _judge(so)
     assert ext.gil is expected, ext.detail
     assert toolchain.gil_enabled_after_import(ft_python, name, tmp_path) == (variant == 6)
+
+
+@pytest.mark.ft
+def test_a_compare_exchange_that_succeeds_on_a_first_import(ft_python: str, tmp_path: Path) -> None:
+    """PyO3 records the first interpreter to import a module with a compare-exchange on a
+    static that starts at -1 (x86 `lock cmpxchg`, AArch64 `casal` then `cmn x8, #1`):
+    on a first import it succeeds, so the side that declares otherwise is not a path the
+    import can take. Paths that differ only in an argument register are not merged."""
+    flags = ("-O2", "-DFIRST_IMPORT_CAS")
+    so = toolchain.compile_module(ft_python, 5, "_first_cas", tmp_path / "x86", flags=flags)
+    ext = _judge(so)
+    assert ext.gil is Gil.NOT_USED, ext.detail
+    assert not toolchain.gil_enabled_after_import(ft_python, "_first_cas", so.parent)
+    toolchain.need_tool("ld.lld")
+    arm = toolchain.compile_module(
+        ft_python,
+        5,
+        "_first_cas",
+        tmp_path / "aarch64",
+        cc="clang",
+        flags=(*AARCH64_FLAGS, "-march=armv8.1-a", *flags),
+    )
+    arm_ext = _judge(arm)
+    assert arm_ext.gil is Gil.NOT_USED, arm_ext.detail

@@ -78,10 +78,12 @@ _MODELLED = frozenset(
 )
 # Imports that write through none of their arguments: the registers that are not their
 # arguments may hold the caller's pointers (`__tls_get_addr` takes one argument, and
-# the five other argument registers still point into the caller's frame).
+# the five other argument registers still point into the caller's frame;
+# PyEval_SaveThread takes none, and rdx may still point at a once-cell's state).
 _READS_ONLY = frozenset(
     {
         "__tls_get_addr",
+        "_tlv_bootstrap",  # macOS thread-local variables: x0 in, the address out
         "strlen",
         "strcmp",
         "strncmp",
@@ -92,6 +94,11 @@ _READS_ONLY = frozenset(
         "PyInterpreterState_Main",
         "PyThreadState_Get",
         "PyGILState_Check",
+        "PyGILState_Ensure",
+        "PyGILState_Release",
+        "PyEval_SaveThread",
+        "PyEval_RestoreThread",
+        "PyInterpreterState_GetID",
         "PyErr_Occurred",
     }
 )
@@ -375,18 +382,19 @@ def walk(image: Image, entry: int) -> Walk:
     reach a declaring import, since stepping over it makes writable memory unknown. When
     that spends the whole budget inside a large callee without reaching a declaration
     (pybind11 3's get_internals, about 11,000 instructions, runs before its
-    PyModuleDef_Init), a second walk steps over every function a wider look clears. When
-    the first walk ends without finding one, the second counts a call through a pointer
-    as one that may declare: PyO3 reaches its module's creation only through the vtable of
-    a closure that a once-cell runs, inside a make_module the first walk stepped over."""
+    PyModuleDef_Init), a second walk steps over every function a wider look clears. If
+    that finds none either, a third counts a call through a pointer as one that may
+    declare: PyO3 reaches its module's creation only through the vtable of a closure that
+    a once-cell runs, inside a make_module the first walk stepped over. Each walk is
+    sound on its own; the first that reaches a declaration is the one reported."""
     found = _machine(image, _REACH_BUDGET).run(entry)
     if found.declared_at is not None:
         return found
-    if found.exhausted:
-        again = _machine(image, _WIDE_REACH_BUDGET).run(entry)
-    else:
-        again = _machine(image, _REACH_BUDGET, eager=True).run(entry)
-    return again if again.declared_at is not None else found
+    for budget, eager in ((_WIDE_REACH_BUDGET, False), (_REACH_BUDGET, True)):
+        again = _machine(image, budget, eager=eager).run(entry)
+        if again.declared_at is not None:
+            return again
+    return found
 
 
 def _machine(image: Image, reach_budget: int, *, eager: bool = False) -> _Machine:
@@ -427,6 +435,7 @@ class _Machine(ABC):
         self._stubs: dict[int, str | None] = {}
         self._reach: dict[int, bool] = {}
         self._heap = image.ranges.heap
+        self.join_regs = (*self.callee_saved, *self.arg_regs, self.ret_reg)
         # The C++ runtime linked into the binary itself (usearch links libstdc++
         # statically): its __cxa_guard_acquire is the ABI's function whatever code it
         # holds, so it is modelled like the import, not walked through its futex calls.
@@ -472,10 +481,11 @@ class _Machine(ABC):
                 return
             if seen == 0:
                 # Join points: a path arriving where another already was, with the same
-                # memory outside the stack, cannot find anything the other did not.
-                # Callee-saved registers survive calls and hold loop state (an index into a
-                # table): paths that differ there are not the same path.
-                saved = tuple(state.regs.get(r) for r in self.callee_saved)
+                # memory outside the stack and the same registers that outlive a call or
+                # carry arguments, cannot find anything the other did not. (Two paths that
+                # differ only in the value about to go to PyUnstable_Module_SetGIL are not
+                # the same path.)
+                saved = tuple(state.regs.get(r) for r in self.join_regs)
                 key = hash((state.mem.signature, saved))
                 sigs = self._global.setdefault(state.context(), set())
                 if key in sigs or len(sigs) >= MAX_GLOBAL_VISITS:
@@ -1003,12 +1013,26 @@ class _X86(_Machine):
             state.regs[parent] = value & _mask(width)  # 32-bit writes zero the top half
         else:
             old = state.regs.get(parent)
-            if not isinstance(old, int):
-                state.regs.pop(parent, None)
-            elif width == -8:
+            if isinstance(old, int) and width == -8:
                 state.regs[parent] = (old & ~0xFF00) | ((value & 0xFF) << 8)
-            else:
+            elif isinstance(old, int):
                 state.regs[parent] = (old & ~_mask(width)) | (value & _mask(width))
+            elif width in (8, 16):
+                # `mov r8b, 1` over an unknown r8 (a bool argument): its low bytes are
+                # known, and kept as a Partial.
+                n = width // 8
+                low = (value & _mask(width)).to_bytes(n, "little")
+                rest = (
+                    _vec_slice(old, n, 8)
+                    if isinstance(old, bytes)
+                    else Partial(bytes(8 - n), range(8 - n))
+                )
+                joined = _vec_join(low, rest)
+                state.regs[parent] = (
+                    joined if isinstance(joined, Partial) else int.from_bytes(joined, "little")
+                )
+            else:
+                state.regs.pop(parent, None)
 
     def address(self, state: _State, insn: Any, op: Any) -> int | None:
         mem = op.mem
@@ -1068,6 +1092,27 @@ class _X86(_Machine):
     def _indirect_call(self, insn: Any) -> bool:
         return bool(insn.id == X.X86_INS_CALL and insn.operands[0].type != X.X86_OP_IMM)
 
+    def _compare_exchange(self, state: _State, insn: Any) -> None:
+        """`cmpxchg [m], r`: r is stored where the accumulator matches; the accumulator
+        ends up holding the old value either way (PyO3's once-per-interpreter check)."""
+        dst, src = insn.operands
+        size = dst.size or 8
+        acc = {1: X.X86_REG_AL, 2: X.X86_REG_AX, 4: X.X86_REG_EAX}.get(size, X.X86_REG_RAX)
+        expected, old = self.reg_get(state, acc, insn), self.get(state, insn, dst)
+        if isinstance(expected, int) and isinstance(old, int):
+            state.flags = ("cmp", expected, old, 8 * size)
+            if expected == old:
+                self.put(state, insn, dst, self.get(state, insn, src))
+        else:
+            state.flags = None
+            if dst.type == X.X86_OP_MEM:
+                addr = self.address(state, insn, dst)
+                if addr is not None:
+                    state.mem.clobber(addr, size)
+            else:
+                self.put(state, insn, dst, None)
+        self.reg_set(state, acc, insn, old)
+
     def _flow(self, insn: Any) -> tuple[list[int], bool]:
         iid = insn.id
         if iid in (X.X86_INS_RET, X.X86_INS_RETF, X.X86_INS_HLT, X.X86_INS_UD2, X.X86_INS_INT3):
@@ -1108,6 +1153,9 @@ class _X86(_Machine):
             known = isinstance(a, int) and isinstance(b, int)
             kind = "cmp" if iid == X.X86_INS_CMP else "test"
             state.flags = (kind, a, b, 8 * (ops[0].size or 8)) if known else None  # type: ignore[assignment]
+            return True
+        if iid == X.X86_INS_CMPXCHG and len(ops) == 2:
+            self._compare_exchange(state, insn)
             return True
         if iid in _X86_SETCC or iid in _X86_CMOVCC:
             # `cmp byte [flag], 0; sete sil` turns a flag into Py_MOD_GIL_NOT_USED (1).
@@ -1269,6 +1317,20 @@ def _arm64_reg(name: str) -> tuple[str, int]:
     return name, 8
 
 
+_ARM64_LOGIC: dict[int, Callable[[int, int], int]] = {
+    A.ARM64_INS_AND: lambda a, b: a & b,
+    A.ARM64_INS_ANDS: lambda a, b: a & b,
+    A.ARM64_INS_ORR: lambda a, b: a | b,
+    A.ARM64_INS_EOR: lambda a, b: a ^ b,
+    A.ARM64_INS_BIC: lambda a, b: a & ~b,
+    A.ARM64_INS_LSL: lambda a, b: a << (b & 63),
+    A.ARM64_INS_LSR: lambda a, b: a >> (b & 63),
+}
+_ARM64_CAS = {
+    getattr(A, f"ARM64_INS_CAS{order}{width}")
+    for order in ("", "A", "AL", "L")
+    for width in ("", "B", "H")
+}
 _ARM64_FLAG_SETTERS = {"adds", "subs", "ands", "bics", "negs", "adcs", "sbcs", "ngcs", "cmn"}
 
 
@@ -1276,6 +1338,12 @@ def _arm64_condition(cc: int, flags: tuple[str, int, int, int]) -> bool | None:
     kind, a, b, bits = flags
     mask = (1 << bits) - 1
     a, b = a & mask, b & mask
+    if kind == "cmn":  # a + b: its zero and sign are exact; carry and overflow not kept
+        total = (a + b) & mask
+        signs = {A.ARM64_CC_EQ: total == 0, A.ARM64_CC_NE: total != 0}
+        signs[A.ARM64_CC_MI] = bool(total >> (bits - 1) & 1)
+        signs[A.ARM64_CC_PL] = not signs[A.ARM64_CC_MI]
+        return signs.get(cc)
     result = (a - b) & mask if kind == "cmp" else a & b
     zero = result == 0
     negative = bool(result >> (bits - 1) & 1)
@@ -1349,6 +1417,22 @@ class _Arm64(_Machine):
     def _indirect_call(self, insn: Any) -> bool:
         return bool(insn.id == A.ARM64_INS_BLR)
 
+    def _compare_and_swap(self, state: _State, insn: Any) -> None:
+        """`cas Xs, Xt, [Xn]`: Xt is stored where Xs matches; Xs gets the old value
+        either way (PyO3's once-per-interpreter check on the module's first import)."""
+        expected_op, new_op, mem_op = insn.operands
+        size = {"b": 1, "h": 2}.get(insn.mnemonic[-1], self.reg_size(insn, expected_op.reg))
+        addr = self.mem_address(state, insn, mem_op, False)
+        old = state.mem.read_int(addr, size) if addr is not None else None
+        expected = self.reg_get(state, insn, expected_op.reg)
+        if addr is not None:
+            if isinstance(old, int) and isinstance(expected, int):
+                if old == expected & _mask(8 * size):
+                    state.mem.write(addr, size, self.reg_get(state, insn, new_op.reg))
+            else:
+                state.mem.clobber(addr, size)
+        self.reg_set(state, insn, expected_op.reg, old)
+
     def _flow(self, insn: Any) -> tuple[list[int], bool]:
         iid = insn.id
         if iid in (A.ARM64_INS_RET, A.ARM64_INS_BR):
@@ -1392,6 +1476,10 @@ class _Arm64(_Machine):
             v = self.reg_get(state, insn, op.reg)
             if isinstance(v, int) and op.shift.type == A.ARM64_SFT_LSL:
                 v = (v << op.shift.value) & MASK64
+            elif isinstance(v, int) and op.shift.type == A.ARM64_SFT_LSR:
+                v >>= op.shift.value
+            elif op.shift.type not in (A.ARM64_SFT_INVALID, A.ARM64_SFT_LSL):
+                return None  # arithmetic shifts and rotations are not followed
             return v
         return None
 
@@ -1477,15 +1565,18 @@ class _Arm64(_Machine):
             self.branch(state, int(ops[-1].imm), nxt, todo, self._taken(state, insn))
             return True
         state.pc = nxt
-        if iid in (A.ARM64_INS_CMP, A.ARM64_INS_TST) and len(ops) == 2:
+        if iid in (A.ARM64_INS_CMP, A.ARM64_INS_TST, A.ARM64_INS_CMN) and len(ops) == 2:
             a, b = self.operand(state, insn, ops[0]), self.operand(state, insn, ops[1])
             bits = 8 * self.reg_size(insn, ops[0].reg)
-            kind = "cmp" if iid == A.ARM64_INS_CMP else "test"
+            kind = {A.ARM64_INS_CMP: "cmp", A.ARM64_INS_TST: "test"}.get(iid, "cmn")
             known = isinstance(a, int) and isinstance(b, int)
             state.flags = (kind, a, b, bits) if known else None  # type: ignore[assignment]
             return True
         if insn.mnemonic in _ARM64_FLAG_SETTERS or insn.mnemonic.startswith(("ccm", "fcm")):
             state.flags = None
+        if iid in _ARM64_CAS and len(ops) == 3:
+            self._compare_and_swap(state, insn)
+            return True
         if iid in (A.ARM64_INS_ADRP, A.ARM64_INS_ADR):
             self.reg_set(state, insn, ops[0].reg, int(ops[1].imm))
         elif iid in (A.ARM64_INS_ADD, A.ARM64_INS_SUB) and len(ops) == 3:
@@ -1496,6 +1587,27 @@ class _Arm64(_Machine):
                 self.reg_set(state, insn, ops[0].reg, None)
         elif iid in (A.ARM64_INS_MOV, A.ARM64_INS_MOVZ) and len(ops) == 2:
             self.reg_set(state, insn, ops[0].reg, self.operand(state, insn, ops[1]))
+        elif iid in _ARM64_LOGIC and len(ops) == 3:
+            a, b = self.operand(state, insn, ops[1]), self.operand(state, insn, ops[2])
+            v: Value = (
+                _ARM64_LOGIC[iid](a, b) if isinstance(a, int) and isinstance(b, int) else None
+            )
+            self.reg_set(state, insn, ops[0].reg, v)
+            if iid == A.ARM64_INS_ANDS:
+                bits = 8 * self.reg_size(insn, ops[0].reg)
+                state.flags = ("test", a, b, bits) if v is not None else None  # type: ignore[assignment]
+        elif iid == A.ARM64_INS_MVN and len(ops) == 2:
+            neg = self.operand(state, insn, ops[1])
+            self.reg_set(state, insn, ops[0].reg, ~neg & MASK64 if isinstance(neg, int) else None)
+        elif iid in (A.ARM64_INS_CSET, A.ARM64_INS_CSEL) and ops:
+            # `cset w8, eq` and `csel x0, x1, x2, ne` after a known comparison.
+            holds = _arm64_condition(insn.cc, state.flags) if state.flags else None
+            chosen: Value = None
+            if holds is not None and iid == A.ARM64_INS_CSET:
+                chosen = int(holds)
+            elif holds is not None:
+                chosen = self.operand(state, insn, ops[1] if holds else ops[2])
+            self.reg_set(state, insn, ops[0].reg, chosen)
         elif iid == A.ARM64_INS_MOVN and len(ops) == 2:
             v = self.operand(state, insn, ops[1])
             self.reg_set(state, insn, ops[0].reg, ~v & MASK64 if isinstance(v, int) else None)
