@@ -26,7 +26,7 @@ import capstone
 from capstone import arm64_const as A
 from capstone import x86_const as X
 
-from ftaudit.inspect.image import HEAP_BLOCK, Image
+from ftaudit.inspect.image import HEAP_BLOCK, TLS_POINTER, Image
 
 Value = int | bytes | None  # int: a known 64-bit value; bytes: a vector register; None: unknown
 
@@ -76,32 +76,51 @@ _MODELLED = frozenset(
         "PyModuleDef_Init",
     }
 )
-# Imports that write through none of their arguments: the registers that are not their
-# arguments may hold the caller's pointers (`__tls_get_addr` takes one argument, and
-# the five other argument registers still point into the caller's frame;
-# PyEval_SaveThread takes none, and rdx may still point at a once-cell's state).
-_READS_ONLY = frozenset(
-    {
-        "__tls_get_addr",
-        "_tlv_bootstrap",  # macOS thread-local variables: x0 in, the address out
-        "strlen",
-        "strcmp",
-        "strncmp",
-        "memcmp",
-        "getenv",
-        "Py_GetVersion",
-        "PyInterpreterState_Get",
-        "PyInterpreterState_Main",
-        "PyThreadState_Get",
-        "PyGILState_Check",
-        "PyGILState_Ensure",
-        "PyGILState_Release",
-        "PyEval_SaveThread",
-        "PyEval_RestoreThread",
-        "PyInterpreterState_GetID",
-        "PyErr_Occurred",
-    }
-)
+# Imports known to write through only their first N arguments (0: through none). The
+# other argument registers may still hold the caller's pointers: `__tls_get_addr` takes
+# one argument while five more registers point into the caller's frame,
+# PyEval_SaveThread takes none while rdx points at a once-cell's state, and
+# ReleaseSRWLockExclusive(lock) is called with r8 pointing at the thread's TLS block.
+_WRITES_THROUGH: dict[str, int] = {
+    **dict.fromkeys(
+        (
+            "__tls_get_addr",
+            "_tlv_bootstrap",  # macOS thread-local variables: x0 in, the address out
+            "strlen",
+            "strcmp",
+            "strncmp",
+            "memcmp",
+            "getenv",
+            "Py_GetVersion",
+            "PyInterpreterState_Get",
+            "PyInterpreterState_Main",
+            "PyThreadState_Get",
+            "PyGILState_Check",
+            "PyGILState_Ensure",
+            "PyGILState_Release",
+            "PyEval_SaveThread",
+            "PyEval_RestoreThread",
+            "PyInterpreterState_GetID",
+            "PyErr_Occurred",
+        ),
+        0,
+    ),
+    **dict.fromkeys(
+        (
+            "AcquireSRWLockExclusive",
+            "ReleaseSRWLockExclusive",
+            "AcquireSRWLockShared",
+            "ReleaseSRWLockShared",
+            "WakeAllConditionVariable",
+            "WakeConditionVariable",
+            "pthread_mutex_lock",
+            "pthread_mutex_unlock",
+            "pthread_once",
+        ),
+        1,
+    ),
+    "SleepConditionVariableSRW": 2,
+}
 _ZEROED = frozenset({"calloc", "PyMem_Calloc", "PyMem_RawCalloc", "PyObject_Calloc"})
 _ALLOCATORS = _ZEROED | {
     "malloc",
@@ -233,8 +252,11 @@ class Memory:
         for lane in range(0, size, 8):
             word = self.read_bytes(addr + lane, 8)
             if word is None:
-                unknown.extend(range(lane, lane + 8))
-                word = bytes(8)
+                # Byte by byte: a slot's 4-byte id beside padding never written (MSVC
+                # copies slot structs whole, padding included).
+                parts = [self.read_bytes(addr + lane + i, 1) for i in range(8)]
+                unknown.extend(lane + i for i, b in enumerate(parts) if b is None)
+                word = b"".join(b if b is not None else b"\0" for b in parts)
             out += word
         return Partial(bytes(out), unknown) if len(unknown) < size else None
 
@@ -729,10 +751,10 @@ class _Machine(ABC):
 
     def _after_import(self, state: _State, name: str, *, at_entry: bool = False) -> None:
         args = self._args(state, at_entry)
-        if name in _READS_ONLY or self._emulate_libc(state, name, args):
+        if self._emulate_libc(state, name, args):
             self._clobber(state)
         else:
-            self._external_call(state, args)
+            self._external_call(state, args[: _WRITES_THROUGH.get(name, len(args))])
         state.regs[self.ret_reg] = self._returns(state, name, args)
 
     def _external_call(self, state: _State, args: list[int | None]) -> None:
@@ -892,6 +914,14 @@ _X86_ARITH: dict[int, Callable[[int, int], int]] = {
 }
 
 
+# MSVC's thread-safe statics: `inc eax` gives the next epoch.
+_X86_UNARY: dict[int, Callable[[int], int]] = {
+    X.X86_INS_INC: lambda a: a + 1,
+    X.X86_INS_DEC: lambda a: a - 1,
+    X.X86_INS_NEG: lambda a: -a,
+    X.X86_INS_NOT: lambda a: ~a,
+}
+
 _X86_FLAGS_KEPT = {
     X.X86_INS_MOV,
     X.X86_INS_MOVABS,
@@ -1037,7 +1067,16 @@ class _X86(_Machine):
     def address(self, state: _State, insn: Any, op: Any) -> int | None:
         mem = op.mem
         if mem.segment != 0:
-            return None  # fs:/gs: thread-local storage
+            # Thread-local storage; on Windows x64, gs:[0x58] is the thread's array of
+            # TLS blocks (MSVC's thread-safe statics compare a guard with a TLS epoch).
+            windows_tls = (
+                mem.segment == X.X86_REG_GS
+                and self.image.abi == "win64"
+                and self.image.tls_template is not None
+                and mem.base == mem.index == 0
+                and mem.disp == 0x58
+            )
+            return TLS_POINTER if windows_tls else None
         addr = mem.disp
         if mem.base != 0:
             base = self.reg_get(state, mem.base, insn)
@@ -1194,6 +1233,15 @@ class _X86(_Machine):
                 a, b = self.get(state, insn, ops[0]), self.get(state, insn, ops[1])
                 v = _X86_ARITH[iid](a, b) if isinstance(a, int) and isinstance(b, int) else None
                 self.put(state, insn, ops[0], v & MASK64 if v is not None else None)
+        elif iid in _X86_UNARY and len(ops) == 1:
+            v = self.get(state, insn, ops[0])
+            bits = 8 * (ops[0].size or 8)
+            self.put(
+                state,
+                insn,
+                ops[0],
+                _X86_UNARY[iid](v) & _mask(bits) if isinstance(v, int) else None,
+            )
         elif iid == X.X86_INS_PUSH:
             v = self.get(state, insn, ops[0])
             sp = _as_int(state.regs.get("rsp"))

@@ -22,6 +22,11 @@ STACK_BASE = 0x7F00_0000_0000_0000
 # on the heap).
 HEAP_BASE = 0x7C00_0000_0000_0000
 HEAP_BLOCK = 0x10000
+# Windows x64 thread-local storage: what gs:[0x58] holds (the thread's array of TLS block
+# pointers) and the block of this module in it, far above any heap block.
+TLS_ARRAY = HEAP_BASE + (1 << 44)
+TLS_BLOCK = TLS_ARRAY + (1 << 32)
+TLS_POINTER = TLS_ARRAY - 8  # the address that stands for gs:[0x58], holding TLS_ARRAY
 # The same ranges for 32-bit images, whose registers and pointers hold 32 bits.
 _RANGES_32 = (0xC000_0000, 0xE000_0000, 0xF000_0000)  # heap, imports, stack
 
@@ -75,6 +80,10 @@ class Image:
     imports: set[str] = field(default_factory=set)
     libraries: set[str] = field(default_factory=set)  # shared libraries it links against
     sections: list[tuple[str, int, int]] = field(default_factory=list)  # name, addr, size
+    # PE thread-local storage: where the loader stores this module's TLS index, and the
+    # template (start, end, zero fill) each thread's block starts as a copy of.
+    tls_index_at: int | None = None
+    tls_template: tuple[int, int, int] | None = None
     # Relocations are applied on demand: a vendored library with no init export never
     # needs them, and they are most of the cost of reading a large one.
     finish: Callable[[], None] | None = None
@@ -124,6 +133,8 @@ class Image:
         `read_pointer`, which does.
         """
         seg = self.segment_at(addr)
+        if seg is None and addr >= TLS_POINTER:
+            return self._thread_local(addr, size)
         if seg is None or addr + size > seg.vaddr + seg.memsz:
             return None
         start = addr - seg.vaddr
@@ -131,6 +142,29 @@ class Image:
         if len(chunk) < size:  # the tail lies in .bss
             chunk = chunk + bytes(size - len(chunk))
         return chunk
+
+    def _thread_local(self, addr: int, size: int) -> bytes | None:
+        """Thread-local storage as the module's init code first sees it, the same way
+        writable data is read as the file holds it: this module's slot of the thread's
+        array points at its block, and the block starts as a copy of the TLS template
+        (MSVC's _Init_thread_epoch starts there at INT_MIN)."""
+        if self.tls_template is None or self.tls_index_at is None:
+            return None
+        if addr == TLS_POINTER and size == 8:
+            return TLS_ARRAY.to_bytes(8, "little")
+        index = self.read_int(self.tls_index_at, 4)
+        if index is not None and addr == TLS_ARRAY + 8 * index and size == 8:
+            return TLS_BLOCK.to_bytes(8, "little")
+        start, end, zero_fill = self.tls_template
+        offset = addr - TLS_BLOCK
+        if offset < 0 or offset + size > end - start + zero_fill:
+            return None
+        if self.touches_relocation(start + offset, size) or (start + offset) in self.relocated:
+            return None  # a pointer in the template, which the loader relocates
+        raw = self.read(start + offset, min(size, max(0, end - start - offset)))
+        if raw is None:
+            return None
+        return raw + bytes(size - len(raw))
 
     def touches_relocation(self, addr: int, size: int) -> bool:
         """Whether [addr, addr+size) overlaps a relocated word without being exactly it."""

@@ -24,6 +24,7 @@ _DIRS = pefile.DIRECTORY_ENTRY
 _EXECUTE = 0x20000000
 _WRITE = 0x80000000
 _REL_DIR64, _REL_HIGHLOW = 10, 3
+_TLS_LIMIT = 1 << 20  # a TLS template larger than this is not read
 
 
 def load_pe(data: bytes) -> Image:
@@ -78,6 +79,15 @@ def _load(data: bytes) -> Image:
             name = imp.name.decode("ascii", "replace") if imp.name else f"#{imp.ordinal}"
             image.imports.add(name)
             image.relocated[imp.address - base] = image.import_address(name)
+
+    pe.parse_data_directories(directories=[_DIRS["IMAGE_DIRECTORY_ENTRY_TLS"]])
+    tls = getattr(pe, "DIRECTORY_ENTRY_TLS", None)
+    if tls is not None and tls.struct.StartAddressOfRawData and tls.struct.AddressOfIndex:
+        t = tls.struct
+        start, end = t.StartAddressOfRawData - base, t.EndAddressOfRawData - base
+        if 0 <= start <= end and end - start + t.SizeOfZeroFill <= _TLS_LIMIT:
+            image.tls_template = (start, end, t.SizeOfZeroFill)
+            image.tls_index_at = t.AddressOfIndex - base
 
     def relocate() -> None:
         pe.parse_data_directories(directories=[_DIRS["IMAGE_DIRECTORY_ENTRY_BASERELOC"]])
