@@ -28,7 +28,9 @@ from capstone import x86_const as X
 
 from ftaudit.inspect.image import HEAP_BLOCK, TLS_POINTER, Image
 
-Value = int | bytes | None  # int: a known 64-bit value; bytes: a vector register; None: unknown
+# int: a known 64-bit value; bytes: a vector register (a Partial when only partly known,
+# also for a general register); None: unknown.
+Value = int | bytes | None
 
 MAX_STEPS = 40_000  # instructions over all paths of one export
 # Once a path has reached a declaration, other paths are walked only this much further,
@@ -135,9 +137,10 @@ _ALLOCATORS = _ZEROED | {
 
 
 class Partial(bytes):
-    """A vector value some of whose bytes are unknown: they read as 0 here and are listed
-    in `unknown`, and any number taken from them is unknown. (PyO3 copies a closure's
-    captures 16 bytes at a time, a known pointer beside an unknown one.)"""
+    """A value some of whose bytes are unknown: they read as 0 here and are listed in
+    `unknown`, and any number taken from them is unknown. A vector (PyO3 copies a
+    closure's captures 16 bytes at a time, a known pointer beside an unknown one), or a
+    general register whose low byte alone was written (`mov r8b, 1`)."""
 
     unknown: frozenset[int]
 
