@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.build import AARCH64_FLAGS
+from ftaudit.inspect import code
 from ftaudit.inspect.extension import (
     inspect_binary,
     load_image,
@@ -123,6 +124,12 @@ def test_a_declaration_reached_only_through_a_function_pointer(
     ext = _judge(so)
     assert ext.gil is expected, ext.detail
     assert toolchain.gil_enabled_after_import(ft_python, name, tmp_path) == (variant == 6)
+    # A verdict from a walk whose budget ended first says that it rests on fewer paths.
+    image = load_image(so.read_bytes())
+    assert image is not None
+    image.ensure_relocated()
+    walked = code.walk(image, image.exports[f"PyInit_{name}"])
+    assert ("budget ended before every path" in ext.detail) == walked.exhausted
 
 
 @pytest.mark.ft

@@ -296,10 +296,18 @@ def _decide(
                 single.setdefault(Gil.UNKNOWN, f"{SET_GIL} with a value not known statically")
         elif ev.name in CREATE_FUNCS:
             created = True
-    if multi:
-        return _agree(multi, Init.MULTI_PHASE, record, unresolved_def)
-    if single:
-        return _agree(single, Init.SINGLE_PHASE, record, False)
+    if multi or single:
+        found = (
+            _agree(multi, Init.MULTI_PHASE, record, unresolved_def)
+            if multi
+            else _agree(single, Init.SINGLE_PHASE, record, False)
+        )
+        if walk.exhausted and found.gil is not Gil.UNKNOWN:
+            # The verdict rests on the paths walked; say when that was not all of them.
+            found = replace(
+                found, detail=f"{found.detail} (the walk's budget ended before every path)"
+            )
+        return found
     budget = " (the walk ran out of budget)" if walk.exhausted else ""
     if unresolved_def:
         return record(
