@@ -57,7 +57,6 @@ _UNKNOWN_BYTE = -1
 # Added to a byte the path wrote before a call it stepped over, which could have changed
 # it: the walk goes on reading it, a verdict may not rest on it (Memory.trusted).
 _STALE = 0x100
-_STACK_SPAN = 1 << 24  # the stack lies in this many bytes below Ranges.stack
 _SENTINEL = 0x7D00_0000_0000_0000
 _REACH_BUDGET = 6000  # instructions a reachability check may look at
 # ... and on a second walk, when the first found nothing within its budget.
@@ -193,7 +192,7 @@ class Memory:
         return Memory(self.image, dict(self.bytes_), self.signature)
 
     def _put(self, addr: int, byte: int) -> None:
-        if addr < self.image.ranges.stack - _STACK_SPAN:  # the stack does not sign
+        if not self.image.ranges.is_stack(addr):  # the stack does not sign
             old = self.bytes_.get(addr)
             if old is not None:
                 self.signature ^= hash((addr, old))
@@ -222,9 +221,9 @@ class Memory:
     def go_stale(self, *, keep_stack: bool) -> None:
         """Mark what the path wrote as possibly changed by a function it stepped over:
         everything outside the stack, and the stack too unless `keep_stack`."""
-        stack = self.image.ranges.stack - _STACK_SPAN
+        ranges = self.image.ranges
         for addr, byte in self.bytes_.items():
-            if 0 <= byte < _STALE and (addr < stack or not keep_stack):
+            if 0 <= byte < _STALE and not (keep_stack and ranges.is_stack(addr)):
                 self._put(addr, byte | _STALE)
 
     def read_bytes(self, addr: int, size: int) -> bytes | None:
@@ -412,11 +411,14 @@ def walk(image: Image, entry: int) -> Walk:
     declare: PyO3 reaches its module's creation only through the vtable of a closure that
     a once-cell runs, inside a make_module the first walk stepped over. Each walk is
     sound on its own; the first that reaches a declaration is the one reported."""
-    found = _machine(image, _REACH_BUDGET).run(entry)
+    first = _machine(image, _REACH_BUDGET)
+    found = first.run(entry)
     if found.declared_at is not None:
         return found
     for budget, eager in ((_WIDE_REACH_BUDGET, False), (_REACH_BUDGET, True)):
-        again = _machine(image, budget, eager=eager).run(entry)
+        machine = _machine(image, budget, eager=eager)
+        machine.share_decoding(first)
+        again = machine.run(entry)
         if again.declared_at is not None:
             return again
     return found
@@ -460,7 +462,6 @@ class _Machine(ABC):
         self._stubs: dict[int, str | None] = {}
         self._reach: dict[int, bool] = {}
         self._heap = image.ranges.heap
-        self.join_regs = (*self.callee_saved, *self.arg_regs, self.ret_reg)
         # The C++ runtime linked into the binary itself (usearch links libstdc++
         # statically): its __cxa_guard_acquire is the ABI's function whatever code it
         # holds, so it is modelled like the import, not walked through its futex calls.
@@ -469,6 +470,11 @@ class _Machine(ABC):
             for name, addr in image.exports.items()
             if name in _MODELLED or name in _ALLOCATORS
         }
+
+    def share_decoding(self, other: _Machine) -> None:
+        """Reuse what another walk of the same image decoded: instructions, PLT stubs and
+        the runtime functions linked in do not depend on the walk's budgets."""
+        self._decoded, self._stubs, self._runtime = other._decoded, other._stubs, other._runtime
 
     @abstractmethod
     def _disassembler(self) -> capstone.Cs:
@@ -506,12 +512,11 @@ class _Machine(ABC):
                 return
             if seen == 0:
                 # Join points: a path arriving where another already was, with the same
-                # memory outside the stack and the same registers that outlive a call or
-                # carry arguments, cannot find anything the other did not. (Two paths that
-                # differ only in the value about to go to PyUnstable_Module_SetGIL are not
-                # the same path.)
-                saved = tuple(state.regs.get(r) for r in self.join_regs)
-                key = hash((state.mem.signature, saved))
+                # memory outside the stack and the same registers, cannot find anything
+                # the other did not. Every register counts: a value on its way to
+                # PyUnstable_Module_SetGIL may sit in a scratch register (w8 on AArch64,
+                # eax on 32-bit x86) where two branches meet.
+                key = hash((state.mem.signature, frozenset(state.regs.items())))
                 sigs = self._global.setdefault(state.context(), set())
                 if key in sigs or len(sigs) >= MAX_GLOBAL_VISITS:
                     return
@@ -584,23 +589,17 @@ class _Machine(ABC):
         # Through a pointer the walk does not know: most often another module's C API
         # (datetime's capsule). Like an import, it writes only through what it is handed.
         self._external_call(state, self._args(state, False))
-        state.regs.pop(self.ret_reg, None)
         state.pc = ret
 
     def _step_over(self, state: _State) -> None:
         """A call the walk does not follow: it may have written any writable memory of
         the image, heap blocks, and the caller's stack if handed a pointer into it."""
         handed_stack = any(
-            isinstance(v, int) and self._on_stack(v)
-            for v in (state.regs.get(r) for r in self.arg_regs)
+            v is not None and self.image.ranges.is_stack(v) for v in self._args(state, False)
         )
         self._clobber(state)
-        state.regs.pop(self.ret_reg, None)
         state.mem.go_stale(keep_stack=not handed_stack)
         state.imprecise = True
-
-    def _on_stack(self, addr: int) -> bool:
-        return addr >= self.image.ranges.stack - _STACK_SPAN
 
     def _passes_code_pointer(self, state: _State) -> bool:
         """A call that hands over a function (PyO3's module_init(closure)) may call back into

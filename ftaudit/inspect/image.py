@@ -18,6 +18,7 @@ IMPORT_BASE = 0x7E00_0000_0000_0000
 IMPORT_STRIDE = 0x100
 # Where the interpreter puts the stack: far from any image and from the import range.
 STACK_BASE = 0x7F00_0000_0000_0000
+STACK_SPAN = 1 << 24  # the stack lies in this many bytes below its base
 # Blocks that allocators called by the init code return (nanobind builds its definition
 # on the heap).
 HEAP_BASE = 0x7C00_0000_0000_0000
@@ -47,6 +48,9 @@ class Ranges:
 
     def is_heap(self, addr: int) -> bool:
         return self.heap <= addr < self.imports
+
+    def is_stack(self, addr: int) -> bool:
+        return addr >= self.stack - STACK_SPAN
 
     def is_dynamic(self, addr: int) -> bool:
         """Heap or stack: memory the program writes at run time, outside the image."""
