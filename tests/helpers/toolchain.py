@@ -39,13 +39,13 @@ def _works(python: str, check: str) -> bool:
 
 
 def ft_python() -> str:
-    """A free-threaded CPython 3.13 (FT_PYTHON, else the shared tool's cache)."""
+    """A free-threaded CPython 3.13 (FT_PYTHON, else where scripts/cpython builds one)."""
     candidates = [os.environ.get("FT_PYTHON", "")]
-    candidates.append(str(Path.home() / ".cache/free-threaded-python/3.13t/bin/python3.13t"))
+    candidates.append(str(Path.home() / ".cache/ftaudit-python/3.13t/bin/python3.13t"))
     for c in candidates:
         if c and _works(c, "import sys; assert not sys._is_gil_enabled()"):
             return c
-    missing("no free-threaded interpreter: set FT_PYTHON (../shared/tools/free-threaded-python)")
+    missing("no free-threaded interpreter: set FT_PYTHON, or run `bash scripts/cpython ft`")
     raise AssertionError  # unreachable: missing() fails or skips
 
 
