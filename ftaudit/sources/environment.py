@@ -87,11 +87,26 @@ def _environment(
     )
 
 
-def _locate(python: str) -> Path:
+def _path(python: str) -> Path:
+    """`python` as the shell would find it: a path, or a name looked up on PATH."""
     if os.sep in python or (os.altsep and os.altsep in python):
-        exe = Path(python)
-    else:
-        exe = Path(shutil.which(python) or python)
+        return Path(python)
+    return Path(shutil.which(python) or python)
+
+
+def environment_prefix(python: str) -> Path:
+    """The prefix (sys.prefix) of the environment `python` belongs to, from the files."""
+    exe = _path(python)
+    cfg = venv_config_beside(exe)
+    if cfg is not None:
+        return cfg.parent
+    real = exe.resolve()
+    # Windows installs python.exe in the prefix itself, other systems in prefix/bin.
+    return real.parent if (real.parent / "Lib").is_dir() else real.parent.parent
+
+
+def _locate(python: str) -> Path:
+    exe = _path(python)
     if not exe.exists():
         raise InputError(f"{python}: no such interpreter")
     if exe.is_dir() or not os.access(exe, os.X_OK):
@@ -170,7 +185,9 @@ def _from_answer(python: str, exe: Path, info: dict[str, object]) -> Environment
         free_threaded=bool(info.get("free_threaded")) or layout.free_threaded,
     )
     markers = tuple(sorted((str(k), str(v)) for k, v in raw_markers.items()))
-    return _environment(layout, exe, markers)
+    # Where it says it is (a launcher such as pyenv's may have handed over to it).
+    real_exe = info.get("executable")
+    return _environment(layout, Path(real_exe) if isinstance(real_exe, str) else exe, markers)
 
 
 def interpreter_in(env_dir: Path) -> Path | None:
