@@ -384,9 +384,14 @@ def _run_scan(
 
     def make_index() -> Index:
         if args.offline and not cache.has_pages():
-            # Nothing cached to look up: asking pip which index it would use is wasted time.
+            # Nothing cached to look up: pip's configuration would not be used.
             return Index((), Http(), cache, offline=True)
-        config = pip_index_config(env.executable if env else None, index_url, extra_urls)
+        config = pip_index_config(
+            env.executable if env else None,
+            index_url,
+            extra_urls,
+            prefix=env.prefix if env else None,
+        )
         if args.verbose:
             print(f"ftaudit: index: {', '.join(config.urls)}", file=sys.stderr)
         return Index(config.urls, Http(cert=config.cert), cache, offline=args.offline)

@@ -1,22 +1,25 @@
 """Installed environments: venvs, conda environments and system interpreters.
 
-The scanned interpreter is asked once, in a subprocess started with ``-I -S`` so that no
-``.pth`` file and no scanned package runs, to describe itself: version, whether it is a
-free-threaded build, its platform and its site directories (which ``-S`` leaves to us,
-so the script reads ``pyvenv.cfg`` the way ``site`` would). Distributions are then
-enumerated here with `importlib.metadata` over those directories: metadata files only,
-nothing imported, no pip.
+An environment is read from its files (`ftaudit.sources.layout`): ``pyvenv.cfg``,
+``conda-meta/``, the ``lib/python3.X[t]`` layout. Nothing in it runs, so neither a
+checkout's ``.venv/bin/python3`` (which may be any script), nor a ``.pth`` line, nor a
+``sitecustomize.py`` executes during a scan.
 
-When the interpreter cannot run (an environment from another machine), the layout on disk
-says as much as it can: ``pyvenv.cfg``, ``conda-meta/`` and the ``lib/pythonX.Y[t]`` name.
+An interpreter the user names with ``--python`` is read from its files too whenever they
+say everything (a venv, a conda environment, an installed prefix with its headers). Only
+otherwise is it run, with ``-I -S`` and a script that imports nothing but the standard
+library, to say its version, prefix and marker values; its site directories are then
+worked out here, as for the others. Distributions are enumerated with `importlib.metadata`
+over those directories: metadata files only, nothing imported, no pip.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
-import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,76 +30,119 @@ from packaging.utils import canonicalize_name
 
 from ftaudit.errors import InputError
 from ftaudit.model import Environment, Installed
+from ftaudit.sources.layout import (
+    Layout,
+    host_markers,
+    prefix_layout,
+    read_pyvenv_cfg,
+    venv_config_beside,
+    venv_layout,
+)
 from ftaudit.targets import this_platform
 
 QUERY_TIMEOUT = 60
 
-# Runs inside the scanned interpreter (any CPython 3.8+): stdlib only, imports nothing else.
+# Runs inside the named interpreter (any CPython 3.8+) under -I -S: no site directory is on
+# sys.path, so these imports can only be the standard library's.
 _QUERY = r"""
-import json, os, platform, site, sys, sysconfig
-exe_dir = os.path.dirname(os.path.abspath(sys.executable))
-cfg = None
-for d in (exe_dir, os.path.dirname(exe_dir)):
-    if os.path.isfile(os.path.join(d, "pyvenv.cfg")):
-        cfg = os.path.join(d, "pyvenv.cfg")
-        break
-system_site = True
-prefix = sys.prefix
-if cfg:
-    prefix = os.path.dirname(cfg)
-    system_site = False
-    with open(cfg, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            key, _, value = line.partition("=")
-            if key.strip().lower() == "include-system-site-packages":
-                system_site = value.strip().lower() == "true"
-    dirs = site.getsitepackages([prefix])
-    if system_site:
-        dirs += site.getsitepackages([sys.base_prefix])
-else:
-    dirs = site.getsitepackages()
-    user = site.getusersitepackages()
-    if user:
-        dirs.append(user)
-env = {
-    "implementation_name": sys.implementation.name,
-    "implementation_version": platform.python_version(),
-    "os_name": os.name,
-    "platform_machine": platform.machine(),
-    "platform_release": platform.release(),
-    "platform_system": platform.system(),
-    "platform_version": platform.version(),
-    "python_full_version": platform.python_version(),
-    "platform_python_implementation": platform.python_implementation(),
-    "python_version": ".".join(platform.python_version_tuple()[:2]),
-    "sys_platform": sys.platform,
-}
+import json, os, platform, sys, sysconfig
 print(json.dumps({
     "executable": sys.executable,
-    "prefix": prefix,
-    "venv": bool(cfg),
-    "conda": os.path.isdir(os.path.join(prefix, "conda-meta")),
+    "prefix": sys.prefix,
+    "base_prefix": sys.base_prefix,
     "version": list(sys.version_info[:3]),
     "implementation": sys.implementation.name,
     "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
-    "site_dirs": [d for d in dict.fromkeys(dirs) if os.path.isdir(d)],
-    "markers": env,
+    "markers": {
+        "implementation_name": sys.implementation.name,
+        "implementation_version": platform.python_version(),
+        "os_name": os.name,
+        "platform_machine": platform.machine(),
+        "platform_release": platform.release(),
+        "platform_system": platform.system(),
+        "platform_version": platform.version(),
+        "python_full_version": platform.python_version(),
+        "platform_python_implementation": platform.python_implementation(),
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "sys_platform": sys.platform,
+    },
 }))
 """
 
 
+def _environment(
+    layout: Layout,
+    executable: Path | None,
+    markers: tuple[tuple[str, str], ...] | None = None,
+) -> Environment:
+    return Environment(
+        executable=str(executable) if executable is not None else None,
+        prefix=str(layout.prefix),
+        version=layout.version,
+        free_threaded=layout.free_threaded,
+        platform=this_platform(),
+        site_dirs=tuple(str(d) for d in layout.site_dirs),
+        kind=layout.kind,
+        marker_env=markers if markers is not None else host_markers(layout.version),
+    )
+
+
+def _path(python: str) -> Path:
+    """`python` as the shell would find it: a path, or a name looked up on PATH."""
+    if os.sep in python or (os.altsep and os.altsep in python):
+        return Path(python)
+    return Path(shutil.which(python) or python)
+
+
+def environment_prefix(python: str) -> Path:
+    """The prefix (sys.prefix) of the environment `python` belongs to, from the files."""
+    exe = _path(python)
+    cfg = venv_config_beside(exe)
+    if cfg is not None:
+        return cfg.parent
+    real = exe.resolve()
+    # Windows installs python.exe in the prefix itself, other systems in prefix/bin.
+    return real.parent if (real.parent / "Lib").is_dir() else real.parent.parent
+
+
+def _locate(python: str) -> Path:
+    exe = _path(python)
+    if not exe.exists():
+        raise InputError(f"{python}: no such interpreter")
+    if exe.is_dir() or not os.access(exe, os.X_OK):
+        raise InputError(f"{python}: not executable")
+    return exe.absolute()
+
+
 def query_interpreter(python: str) -> Environment:
-    """Ask `python` to describe itself. Raises InputError when it does not answer."""
+    """The interpreter named `python`: from its files when they say everything, else by
+    running it with ``-I -S``. Raises InputError when neither describes it."""
+    exe = _locate(python)
+    cfg = venv_config_beside(exe)
+    if cfg is not None:
+        return _environment(venv_layout(cfg.parent, read_pyvenv_cfg(cfg)), exe)
+    real = exe.resolve()
+    layout = prefix_layout(real.parent.parent) or prefix_layout(real.parent)
+    if layout is not None and layout.exact_version:
+        return _environment(layout, exe)
+    try:
+        info = _ask(python, exe)
+    except InputError:
+        if layout is None:
+            raise
+        return _environment(layout, exe)  # e.g. built for another machine: the files say enough
+    return _from_answer(python, exe, info)
+
+
+def _ask(python: str, exe: Path) -> dict[str, object]:
     try:
         proc = subprocess.run(
-            [python, "-I", "-S", "-c", _QUERY],
+            [str(exe), "-I", "-S", "-c", _QUERY],
             capture_output=True,
             text=True,
             timeout=QUERY_TIMEOUT,
             check=False,
         )
-    except FileNotFoundError:
-        raise InputError(f"{python}: no such interpreter") from None
     except PermissionError:
         raise InputError(f"{python}: not executable") from None
     except OSError as exc:
@@ -109,37 +155,43 @@ def query_interpreter(python: str) -> Environment:
     try:
         info = json.loads(proc.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
-        raise InputError(f"{python}: answered something that is not a description") from None
-    if info["implementation"] != "cpython":
-        raise InputError(f"{python}: {info['implementation']} is not CPython")
-    kind = "venv" if info["venv"] else "conda" if info["conda"] else "system"
-    free_threaded = bool(info["free_threaded"]) or _conda_free_threaded(Path(info["prefix"]))
-    return Environment(
-        executable=info["executable"],
-        prefix=info["prefix"],
-        version=tuple(info["version"]),
-        free_threaded=free_threaded,
-        platform=this_platform(),
-        site_dirs=tuple(info["site_dirs"]),
-        kind=kind,
-        marker_env=tuple(sorted(info["markers"].items())),
+        info = None
+    if not isinstance(info, dict):
+        raise InputError(f"{python}: answered something that is not a description")
+    return info
+
+
+def _from_answer(python: str, exe: Path, info: dict[str, object]) -> Environment:
+    raw_version, raw_markers = info.get("version"), info.get("markers")
+    if not (
+        isinstance(raw_version, list)
+        and len(raw_version) == 3
+        and all(isinstance(v, int) for v in raw_version)
+        and isinstance(raw_markers, dict)
+        and isinstance(info.get("prefix"), str)
+    ):
+        raise InputError(f"{python}: answered something that is not a description")
+    implementation = str(info.get("implementation"))
+    if implementation != "cpython":
+        raise InputError(f"{python}: {implementation} is not CPython")
+    version = (raw_version[0], raw_version[1], raw_version[2])
+    prefix = Path(str(info["prefix"]))
+    layout = prefix_layout(prefix, version)
+    if layout is None:
+        raise InputError(f"{python}: no standard library found under its prefix {prefix}")
+    layout = dataclasses.replace(
+        layout,
+        version=version,
+        free_threaded=bool(info.get("free_threaded")) or layout.free_threaded,
     )
-
-
-def _conda_free_threaded(prefix: Path) -> bool:
-    """conda-meta records a free-threaded Python as python-freethreading or a cp3XXt build."""
-    meta = prefix / "conda-meta"
-    if not meta.is_dir():
-        return False
-    for entry in meta.glob("python*.json"):
-        if entry.name.startswith("python-freethreading-"):
-            return True
-        if entry.name.startswith("python-3") and re.search(r"_cp3\d+t\.json$", entry.name):
-            return True
-    return False
+    markers = tuple(sorted((str(k), str(v)) for k, v in raw_markers.items()))
+    # Where it says it is (a launcher such as pyenv's may have handed over to it).
+    real_exe = info.get("executable")
+    return _environment(layout, Path(real_exe) if isinstance(real_exe, str) else exe, markers)
 
 
 def interpreter_in(env_dir: Path) -> Path | None:
+    """Where the environment's interpreter is (it is never run by a scan)."""
     for rel in ("bin/python3", "bin/python", "python.exe", "Scripts/python.exe"):
         candidate = env_dir / rel
         if candidate.exists() and os.access(candidate, os.X_OK):
@@ -148,59 +200,14 @@ def interpreter_in(env_dir: Path) -> Path | None:
 
 
 def environment_from_dir(env_dir: Path) -> Environment:
-    """An environment directory: ask its interpreter, else read its layout."""
+    """An environment directory, read from its files alone."""
     if not env_dir.is_dir():
         raise InputError(f"{env_dir}: not a directory")
-    python = interpreter_in(env_dir)
-    if python is not None:
-        try:
-            return query_interpreter(str(python))
-        except InputError:
-            pass  # e.g. an environment copied from another machine: read the layout
-    return _static_environment(env_dir)
-
-
-_LIB_DIR = re.compile(r"^python(\d+)\.(\d+)(t?)$")
-
-
-def _static_environment(env_dir: Path) -> Environment:
-    found: list[tuple[tuple[int, int], bool, Path]] = []
-    for lib in (env_dir / "lib", env_dir / "lib64"):
-        if lib.is_dir():
-            for child in lib.iterdir():
-                m = _LIB_DIR.match(child.name)
-                if m and (child / "site-packages").is_dir():
-                    found.append(((int(m[1]), int(m[2])), m[3] == "t", child / "site-packages"))
-    win = env_dir / "Lib" / "site-packages"
-    if not found and win.is_dir():
-        version = _version_from_cfg(env_dir)
-        if version is None:
-            raise InputError(f"{env_dir}: a Windows environment whose Python version is unknown")
-        found.append((version, False, win))
-    if not found:
-        raise InputError(f"{env_dir}: no Python interpreter and no site-packages found")
-    version, ft, _ = max(found, key=lambda f: f[0])
-    ft = ft or _conda_free_threaded(env_dir)
-    return Environment(
-        executable=None,
-        prefix=str(env_dir),
-        version=(version[0], version[1], 0),
-        free_threaded=ft,
-        platform=this_platform(),
-        site_dirs=tuple(str(p) for v, _t, p in found if v == version),
-        kind="conda" if (env_dir / "conda-meta").is_dir() else "venv",
-    )
-
-
-def _version_from_cfg(env_dir: Path) -> tuple[int, int] | None:
     cfg = env_dir / "pyvenv.cfg"
-    if cfg.is_file():
-        m = re.search(
-            r"^version(?:_info)?\s*=\s*(\d+)\.(\d+)", cfg.read_text("utf-8", "replace"), re.M
-        )
-        if m:
-            return int(m[1]), int(m[2])
-    return None
+    layout = venv_layout(env_dir, read_pyvenv_cfg(cfg)) if cfg.is_file() else prefix_layout(env_dir)
+    if layout is None:
+        raise InputError(f"{env_dir}: no Python interpreter and no site-packages found")
+    return _environment(layout, interpreter_in(env_dir))
 
 
 def default_python_environment(project_dir: Path) -> Environment | None:
