@@ -226,7 +226,8 @@ class LockGraph:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Environment:
-    """An installed Python environment, as its interpreter describes itself."""
+    """An installed Python environment, as its files (or, for --python, its interpreter run
+    with -I -S) describe it."""
 
     executable: str | None
     prefix: str
