@@ -113,7 +113,10 @@ class Archive:
             info.compress_size, 1
         ):
             raise MemberError("member compresses more than any real binary: refusing a zip bomb")
-        raw = self._raw(info)
+        try:
+            raw = self._raw(info)
+        except OSError as exc:
+            raise MemberError(f"cannot read the member ({exc.strerror or exc})") from exc
         data = _inflate(method, raw, info.file_size)
         if len(data) != info.file_size:
             raise MemberError("member size does not match the zip directory")
@@ -124,6 +127,8 @@ class Archive:
     def _raw(self, info: zipfile.ZipInfo) -> bytes:
         """The member's compressed bytes, after a local header that agrees with the
         directory, ending before the next member begins."""
+        if not 0 <= info.header_offset < self.size:
+            raise MemberError("local header lies outside the archive")
         self._fh.seek(info.header_offset)
         head = self._fh.read(_LOCAL.size)
         if len(head) != _LOCAL.size:

@@ -33,7 +33,8 @@ from ftaudit.inspect.image import Image
 from ftaudit.model import ArtifactFacts, Extension, Library
 
 MAX_TEXT_BYTES = 16 * 1024 * 1024  # METADATA, WHEEL
-BINARY_SUFFIXES = (".so", ".pyd", ".dylib")
+# .dll: the libraries a Windows wheel bundles (delvewheel puts them in <name>.libs/)
+BINARY_SUFFIXES = (".so", ".pyd", ".dylib", ".dll")
 
 Reader = Callable[[], bytes]
 # What reading a member can raise: it is then unreadable, not a crash.
@@ -43,6 +44,12 @@ _READ_ERRORS = (OSError, zipfile.BadZipFile, EOFError, InputError)
 def is_binary_candidate(path: str) -> bool:
     name = path.rsplit("/", 1)[-1].lower()
     return name.endswith(BINARY_SUFFIXES) or ".so." in name
+
+
+def is_dll(path: str) -> bool:
+    """A Windows library: Python imports extension modules only from .pyd files, so a
+    .dll is never one, whatever it exports."""
+    return path.lower().endswith(".dll")
 
 
 def _gil_disabled() -> bool:
@@ -59,6 +66,10 @@ def _judge_member(path: str, read: Reader) -> Extension | Library | tuple[str, s
     if binary_format(data[:4]) is None:
         return None  # a linker script, a text file named .so: not code
     try:
+        if is_dll(path):
+            if load_image(data) is None:
+                raise BinaryFormatError("not a Windows DLL")
+            return Library(path=path, why="a DLL: Python imports modules only from .pyd files")
         return inspect_binary(path, data)
     except BinaryFormatError as exc:
         return (path, str(exc))
@@ -145,7 +156,7 @@ def top_level_names(paths: Iterable[str]) -> tuple[str, ...]:
             continue
         if len(parts) > 1:
             name = head
-        elif head.endswith((".py", ".pyi")) or is_binary_candidate(head):
+        elif head.endswith((".py", ".pyi")) or (is_binary_candidate(head) and not is_dll(head)):
             name = head.split(".", 1)[0]
         else:
             continue
@@ -192,7 +203,7 @@ def inspect_wheel(path: Path, display_name: str | None = None) -> ArtifactFacts:
         members = [
             (info.filename, _reader(archive, info, lock))
             for info in infos
-            if not info.is_dir() and is_binary_candidate(info.filename)
+            if not info.filename.endswith("/") and is_binary_candidate(info.filename)
         ]
         return inspect_members(
             name,

@@ -44,10 +44,12 @@ other exception (MemoryError and RecursionError included), on using more than 10
 CPU, or on killing the process.
 
 Engines: atheris (libFuzzer, coverage-guided over ``instrument``) when it is importable,
-else a built-in mutational loop over the same seeds and mutators. Each target gets
-``FTAUDIT_FUZZ_SECONDS`` seconds (default 20); the runner prints, per target, the
-engine, seconds and number of inputs tried, and any failing input is saved under
-``tests/fuzz/failures/<name>/`` to be fixed and then moved into ``seeds/<name>/``.
+else a built-in mutational loop over the same seeds and mutators (also chosen with
+``FTAUDIT_FUZZ_ENGINE=builtin``; ``FTAUDIT_FUZZ_SEED`` fixes the random seed). Each target
+gets ``FTAUDIT_FUZZ_SECONDS`` seconds of wall time, start-up included (default 20); the
+runner prints, per target, the engine, seconds and number of inputs tried, and any
+failing input is saved under ``tests/fuzz/failures/<name>/`` (with its traceback) to be
+fixed and then copied into ``seeds/<name>/``. Run ``python -m tests.fuzz.run --help``.
 """
 
 from __future__ import annotations
