@@ -20,7 +20,7 @@ import pytest
 
 from fixtures.build import _PE_IMPORTS
 from ftaudit.cli import main
-from ftaudit.errors import InputError
+from ftaudit.errors import BinaryFormatError, InputError
 from ftaudit.inspect.artifact import inspect_file, inspect_installed, inspect_wheel
 from ftaudit.inspect.extension import inspect_binary
 from ftaudit.model import ArtifactFacts, BinaryFormat, Extension, Gil, Init
@@ -399,3 +399,35 @@ def test_a_dll_is_a_library_whatever_it_exports(tmp_path: Path) -> None:
     assert [(lib.path, lib.why) for lib in facts.libraries] == [
         ("w.libs/_core.dll", "a DLL: Python imports modules only from .pyd files")
     ]
+
+
+# --- Mach-O tables that repeat -------------------------------------------------------------
+
+
+def _uleb(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def test_bind_opcodes_cannot_claim_more_pointers_than_the_file_has() -> None:
+    """BIND_OPCODE_DO_BIND_ULEB_TIMES_SKIPPING_ULEB, a million times over, four times: a
+    dozen bytes asking for four million pointer slots in a 4 KiB file."""
+    from ftaudit.inspect.image import Image
+    from ftaudit.inspect.macho import _binds, _Budget
+
+    image = Image(arch="aarch64", pointer_size=8, little_endian=True, segments=[])
+    stream = b"\x40_x\x00" + b"\x70" + _uleb(0)
+    stream += (b"\xc0" + _uleb(1 << 20) + _uleb(0)) * 4
+    with pytest.raises(BinaryFormatError, match="more binds than the file has words"):
+        _binds(image, stream, [0], _Budget(4096))
+
+
+def test_an_endless_leb128_is_corrupt() -> None:
+    from ftaudit.inspect.macho import _uleb as read_uleb
+
+    with pytest.raises(ValueError, match="longer than 64 bits"):
+        read_uleb(b"\xff" * 100_000 + b"\x01", 0)
