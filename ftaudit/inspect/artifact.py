@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.parser
 import os
+import stat
 import sys
 import threading
 import zipfile
@@ -21,6 +22,7 @@ from pathlib import Path
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from ftaudit.errors import BinaryFormatError, InputError
+from ftaudit.inspect.archive import MAX_MEMBER_BYTES, Archive
 from ftaudit.inspect.extension import (
     binary_format,
     inspect_binary,
@@ -30,10 +32,9 @@ from ftaudit.inspect.extension import (
 from ftaudit.inspect.image import Image
 from ftaudit.model import ArtifactFacts, Extension, Library
 
-MAX_MEMBER_BYTES = 512 * 1024 * 1024
-MAX_RATIO = 200  # uncompressed/compressed beyond this (for large members) is a zip bomb
-MAX_MEMBERS = 200_000
-BINARY_SUFFIXES = (".so", ".pyd", ".dylib")
+MAX_TEXT_BYTES = 16 * 1024 * 1024  # METADATA, WHEEL
+# .dll: the libraries a Windows wheel bundles (delvewheel puts them in <name>.libs/)
+BINARY_SUFFIXES = (".so", ".pyd", ".dylib", ".dll")
 
 Reader = Callable[[], bytes]
 # What reading a member can raise: it is then unreadable, not a crash.
@@ -43,6 +44,12 @@ _READ_ERRORS = (OSError, zipfile.BadZipFile, EOFError, InputError)
 def is_binary_candidate(path: str) -> bool:
     name = path.rsplit("/", 1)[-1].lower()
     return name.endswith(BINARY_SUFFIXES) or ".so." in name
+
+
+def is_dll(path: str) -> bool:
+    """A Windows library: Python imports extension modules only from .pyd files, so a
+    .dll is never one, whatever it exports."""
+    return path.lower().endswith(".dll")
 
 
 def _gil_disabled() -> bool:
@@ -59,6 +66,10 @@ def _judge_member(path: str, read: Reader) -> Extension | Library | tuple[str, s
     if binary_format(data[:4]) is None:
         return None  # a linker script, a text file named .so: not code
     try:
+        if is_dll(path):
+            if load_image(data) is None:
+                raise BinaryFormatError("not a Windows DLL")
+            return Library(path=path, why="a DLL: Python imports modules only from .pyd files")
         return inspect_binary(path, data)
     except BinaryFormatError as exc:
         return (path, str(exc))
@@ -145,7 +156,7 @@ def top_level_names(paths: Iterable[str]) -> tuple[str, ...]:
             continue
         if len(parts) > 1:
             name = head
-        elif head.endswith((".py", ".pyi")) or is_binary_candidate(head):
+        elif head.endswith((".py", ".pyi")) or (is_binary_candidate(head) and not is_dll(head)):
             name = head.split(".", 1)[0]
         else:
             continue
@@ -169,14 +180,8 @@ def classifiers_from_metadata(text: str) -> tuple[str, ...]:
 
 def inspect_wheel(path: Path, display_name: str | None = None) -> ArtifactFacts:
     name = display_name or path.name
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise InputError(f"{name}: not a readable wheel ({exc})") from exc
-    with zf:
-        infos = zf.infolist()
-        if len(infos) > MAX_MEMBERS:
-            raise InputError(f"{name}: {len(infos)} members is more than a wheel holds")
+    with Archive(path, name) as archive:
+        infos = archive.infos
         tags = wheel_tags(path.name if display_name is None else display_name)
         classifiers: tuple[str, ...] = ()
         wheel_file_tags: list[str] = []
@@ -185,10 +190,10 @@ def inspect_wheel(path: Path, display_name: str | None = None) -> ArtifactFacts:
             if len(parts) == 2 and parts[0].endswith(".dist-info"):
                 if parts[1] == "METADATA":
                     classifiers = classifiers_from_metadata(
-                        _read(zf, info).decode("utf-8", "replace")
+                        _text(archive, info, name).decode("utf-8", "replace")
                     )
                 elif parts[1] == "WHEEL" and not tags:
-                    text = _read(zf, info).decode("utf-8", "replace")
+                    text = _text(archive, info, name).decode("utf-8", "replace")
                     wheel_file_tags = [
                         line.split(":", 1)[1].strip()
                         for line in text.splitlines()
@@ -196,9 +201,9 @@ def inspect_wheel(path: Path, display_name: str | None = None) -> ArtifactFacts:
                     ]
         lock = threading.Lock()
         members = [
-            (info.filename, _reader(zf, info, lock))
+            (info.filename, _reader(archive, info, lock))
             for info in infos
-            if not info.is_dir() and is_binary_candidate(info.filename)
+            if not info.filename.endswith("/") and is_binary_candidate(info.filename)
         ]
         return inspect_members(
             name,
@@ -211,55 +216,66 @@ def inspect_wheel(path: Path, display_name: str | None = None) -> ArtifactFacts:
 
 def wheel_metadata(path: Path, display_name: str) -> bytes:
     """The wheel's ``*.dist-info/METADATA``, read out of the zip (nothing extracted)."""
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise InputError(f"{display_name}: not a readable wheel ({exc})") from exc
-    with zf:
-        for info in zf.infolist():
+    with Archive(path, display_name) as archive:
+        for info in archive.infos:
             parts = info.filename.split("/")
             if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
-                try:
-                    return _read(zf, info)
-                except InputError as exc:
-                    raise InputError(f"{display_name}: METADATA: {exc}") from exc
+                return _text(archive, info, display_name)
     raise InputError(f"{display_name}: no .dist-info/METADATA in the wheel")
 
 
-def _reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo, lock: threading.Lock) -> Reader:
+def _text(archive: Archive, info: zipfile.ZipInfo, name: str) -> bytes:
+    """A metadata file of the wheel: the wheel is unreadable without it."""
+    try:
+        return archive.read(info, MAX_TEXT_BYTES)
+    except InputError as exc:
+        raise InputError(f"{name}: {info.filename}: {exc}") from exc
+
+
+def _reader(archive: Archive, info: zipfile.ZipInfo, lock: threading.Lock) -> Reader:
     def read() -> bytes:
-        with lock:  # one ZipFile, one file position: members are read one at a time
-            return _read(zf, info)
+        with lock:  # one open file, one file position: members are read one at a time
+            return archive.read(info)
 
     return read
 
 
-def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    if info.file_size > MAX_MEMBER_BYTES:
-        raise InputError(f"member of {info.file_size} bytes is larger than ftaudit reads")
-    if info.file_size > 16 * 1024 * 1024 and info.file_size > MAX_RATIO * max(
-        info.compress_size, 1
-    ):
-        raise InputError("member compresses more than any real binary: refusing a zip bomb")
-    try:
-        with zf.open(info) as fh:
-            data = fh.read(info.file_size + 1)
-    except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, ValueError) as exc:
-        raise InputError(f"corrupt member ({exc})") from exc
-    if len(data) != info.file_size:
-        raise InputError("member size does not match the zip directory")
-    return data
-
-
 def inspect_file(path: Path) -> ArtifactFacts:
     """One binary on its own (an .so, .pyd or .dylib)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: {exc.strerror or exc}") from exc
+    data = _read_file(path, str(path))
     if binary_format(data[:4]) is None:
         raise InputError(f"{path}: not an ELF, Mach-O or PE binary, nor a wheel")
     return inspect_members(path.name, [(path.name, lambda: data)])
+
+
+def looks_like_wheel(path: Path) -> bool:
+    """Whether `path` is a zip (by its first bytes, without reading the rest)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4)[:2] == b"PK"
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror or exc}") from exc
+
+
+def _read_file(path: Path, name: str) -> bytes:
+    """A file's bytes, its size checked before anything is read: a regular file no
+    larger than a member of a wheel may be (not a device, a FIFO, or 3 GB)."""
+    try:
+        with open(path, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise InputError(f"{name}: not a regular file")
+            if info.st_size > MAX_MEMBER_BYTES:
+                raise InputError(
+                    f"{name}: {info.st_size} bytes is larger than ftaudit reads "
+                    f"({MAX_MEMBER_BYTES} at most)"
+                )
+            data = fh.read(MAX_MEMBER_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"{name}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_MEMBER_BYTES:
+        raise InputError(f"{name}: grew past {MAX_MEMBER_BYTES} bytes while being read")
+    return data
 
 
 def inspect_installed(
@@ -279,9 +295,6 @@ def inspect_installed(
 
 def _file_reader(path: Path) -> Reader:
     def read() -> bytes:
-        size = path.stat().st_size
-        if size > MAX_MEMBER_BYTES:
-            raise InputError(f"{size} bytes is larger than ftaudit reads")
-        return path.read_bytes()
+        return _read_file(path, path.name)
 
     return read

@@ -10,6 +10,7 @@ relative relocations) keep the value in place, which a plain read already return
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 from collections.abc import Callable
 
@@ -112,6 +113,7 @@ def _load(data: bytes) -> Image:
             dynamic = seg
         elif seg["p_type"] == "PT_GNU_RELRO":
             relro.append((seg["p_vaddr"], seg["p_vaddr"] + seg["p_memsz"]))
+    _check_layout(image.segments)
     for start, end in relro:
         image.segments = _protect(image.segments, start, end, _page_size(arch))
     if dynamic is None:
@@ -147,12 +149,31 @@ _Symbol = tuple[str, bool, bool, int]
 
 
 def _table(image: Image, addr: int | None, size: int | None) -> bytes:
+    """A dynamic table's bytes as the file holds them.
+
+    Its size is what DT_*SZ claims, which is only believed as far as the file goes: the
+    part past the segment's file bytes would read as zeros (entries of type 0, which
+    change nothing), so it is never materialised.
+    """
     if not addr or not size:
         return b""
-    raw = image.read(addr, size)
-    if raw is None:
+    seg = image.segment_at(addr)
+    if seg is None or size < 0:
         raise BinaryFormatError(f"dynamic table at {addr:#x} lies outside the image")
-    return raw
+    start = addr - seg.vaddr
+    return seg.data[start : start + min(size, seg.memsz - start)]
+
+
+def _check_layout(segments: list[Segment]) -> None:
+    """PT_LOAD segments lie in ascending, disjoint address ranges (the ELF gABI). One that
+    claims to reach over another (a p_memsz of 2**40) leaves no layout to trust."""
+    ordered = sorted(segments, key=lambda s: s.vaddr)
+    for a, b in itertools.pairwise(ordered):
+        if a.vaddr + a.memsz > b.vaddr:
+            raise BinaryFormatError(
+                f"corrupt ELF file: the segment at {a.vaddr:#x} ({a.memsz:#x} bytes) "
+                f"overlaps the one at {b.vaddr:#x}"
+            )
 
 
 def _page_size(arch: str) -> int:
@@ -203,6 +224,8 @@ def _symbols(image: Image, tags: dict[str, int], count: int) -> list[_Symbol]:
         raise BinaryFormatError("implausible dynamic symbol table")
     raw = _table(image, tags.get("DT_SYMTAB"), count * entsize)
     strtab = _table(image, tags.get("DT_STRTAB"), tags.get("DT_STRSZ"))
+    if len(raw) < count * entsize:
+        raise BinaryFormatError("truncated ELF file: the dynamic symbol table lies past its end")
     out: list[_Symbol] = []
     fmt = struct.Struct(order + ("IBBHQQ" if wide else "IIIBBH"))
     for i in range(count):

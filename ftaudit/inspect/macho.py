@@ -28,6 +28,21 @@ _VM_PROT_WRITE = 2
 _N_EXT, _N_TYPE, _N_SECT, _N_UNDF = 0x01, 0x0E, 0x0E, 0x00
 _N_STAB = 0xE0
 _LC_DYLD_CHAINED_FIXUPS = 0x80000034
+# Bind opcodes and fixup chains repeat and skip: a few bytes can claim millions of
+# pointers. No file binds more pointers than it has words, plus slack for zero fill.
+_SLACK = 1 << 16
+
+
+class _Budget:
+    """Pointers left to bind or fix up in one image: running out means the tables lie."""
+
+    def __init__(self, data_size: int) -> None:
+        self.left = data_size // 4 + _SLACK
+
+    def spend(self, what: str) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise BinaryFormatError(f"corrupt Mach-O file: more {what} than the file has words")
 
 
 def load_macho(data: bytes) -> list[Image]:
@@ -122,8 +137,9 @@ def _slice(data: bytes, header: object, arch: str, abi: str) -> Image:
     seg_bases = [vm - base for vm, _size, _off, _fsize in segments]
 
     def finish() -> None:
+        budget = _Budget(len(data))
         if chained is not None:
-            _chained_fixups(image, data, chained.dataoff, chained.datasize, base)
+            _chained_fixups(image, data, chained.dataoff, chained.datasize, base, budget)
         if dyld_info is not None:
             for off, size in (
                 (dyld_info.bind_off, dyld_info.bind_size),
@@ -131,7 +147,7 @@ def _slice(data: bytes, header: object, arch: str, abi: str) -> Image:
                 (dyld_info.lazy_bind_off, dyld_info.lazy_bind_size),
             ):
                 if size:
-                    _binds(image, data[off : off + size], seg_bases)
+                    _binds(image, data[off : off + size], seg_bases, budget)
 
     image.finish = lambda: _guarded(finish)
     return image
@@ -172,6 +188,8 @@ def _leb128(buf: bytes, pos: int, *, signed: bool = False) -> tuple[int, int]:
     """A LEB128 number at `pos`: (value, position after it)."""
     result = shift = 0
     while True:
+        if shift > 63:  # no field of these tables is wider than 64 bits
+            raise ValueError("LEB128 number longer than 64 bits")
         byte = buf[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -190,7 +208,7 @@ def _sleb(buf: bytes, pos: int) -> tuple[int, int]:
     return _leb128(buf, pos, signed=True)
 
 
-def _binds(image: Image, stream: bytes, seg_bases: list[int]) -> None:
+def _binds(image: Image, stream: bytes, seg_bases: list[int], budget: _Budget) -> None:
     """Run a bind opcode stream (mach-o/loader.h BIND_OPCODE_*): pointer slot -> symbol."""
     ptr = image.pointer_size
     pos = 0
@@ -199,6 +217,7 @@ def _binds(image: Image, stream: bytes, seg_bases: list[int]) -> None:
     addr = 0
 
     def bind() -> None:
+        budget.spend("binds")
         if symbol:
             image.imports.add(symbol)
             image.relocated[addr] = image.import_address(symbol) + addend
@@ -247,7 +266,9 @@ def _binds(image: Image, stream: bytes, seg_bases: list[int]) -> None:
             return
 
 
-def _chained_fixups(image: Image, data: bytes, off: int, size: int, base: int) -> None:
+def _chained_fixups(
+    image: Image, data: bytes, off: int, size: int, base: int, budget: _Budget
+) -> None:
     """LC_DYLD_CHAINED_FIXUPS (mach-o/fixup-chains.h): walk every chain of every page."""
     blob = data[off : off + size]
     (
@@ -288,6 +309,7 @@ def _chained_fixups(image: Image, data: bytes, off: int, size: int, base: int) -
                 continue
             where = segment_offset + page * page_size + start
             for _ in range(page_size // 4 + 1):
+                budget.spend("fixups")
                 value = image.read_int(where, 8)
                 if value is None:
                     break

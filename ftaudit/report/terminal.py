@@ -1,4 +1,9 @@
-"""``--format table``: rich tables for people at a terminal (plain text when not one)."""
+"""``--format table``: rich tables for people at a terminal (plain text when not one).
+
+Every string that comes from an input (package and member names, reasons quoting them) is
+handed to rich as `Text`, never as markup: a wheel member named ``x/[/].so`` must print as
+it is, not be parsed as a closing tag.
+"""
 
 from __future__ import annotations
 
@@ -72,7 +77,7 @@ def render_report(
     table.add_column("Package", overflow="fold")
     table.add_column("Version", no_wrap=True)
     for target in report.targets:
-        table.add_column(target.name, no_wrap=True)
+        table.add_column(Text(target.name), no_wrap=True)
     table.add_column("Evidence", no_wrap=True)
     hidden = 0
     shown_packages = []
@@ -91,7 +96,7 @@ def render_report(
             name,
             _version(pkg),
             *(_cell(target_verdicts(pkg, t)) for t in report.targets),
-            evidence_label(pkg),
+            Text(evidence_label(pkg)),
         )
     console.print(table)
     if hidden:
@@ -111,7 +116,9 @@ def render_report(
             )
             name.append(f" [{where(v, report)}]", style="dim")
             why.add_row(
-                name, Text(v.status.value, style=STATUS_STYLE[v.status]), v.reason + ignored_note(v)
+                name,
+                Text(v.status.value, style=STATUS_STYLE[v.status]),
+                Text(v.reason + ignored_note(v)),
             )
         console.print(why)
     advised = [(pkg, a) for pkg in shown_packages for a in pkg.advice]
@@ -122,7 +129,7 @@ def render_report(
         todo.add_column(no_wrap=True)
         todo.add_column(overflow="fold")
         for pkg, a in advised:
-            todo.add_row(Text(f"  {pkg.dependency.display_name}", style="bold"), a.text)
+            todo.add_row(Text(f"  {pkg.dependency.display_name}", style="bold"), Text(a.text))
         console.print(todo)
         if any(a.snippet for _pkg, a in advised):
             console.print(
@@ -155,10 +162,13 @@ def render_report(
 
 def render_inspect(facts: ArtifactFacts, *, width: int = 120, color: bool = False) -> str:
     console, buffer = _console(width, color)
-    title = facts.artifact + (
-        f"  [{', '.join(facts.tags[:3])}{' ...' if len(facts.tags) > 3 else ''}]"
-        if facts.tags
-        else ""
+    title = Text(
+        facts.artifact
+        + (
+            f"  [{', '.join(facts.tags[:3])}{' ...' if len(facts.tags) > 3 else ''}]"
+            if facts.tags
+            else ""
+        )
     )
     table = Table(title=title, title_justify="left")
     table.add_column("Module", no_wrap=True)
@@ -169,14 +179,20 @@ def render_inspect(facts: ArtifactFacts, *, width: int = 120, color: bool = Fals
     for e in facts.extensions:
         ft = {True: "yes", False: "no", None: "?"}[e.free_threaded_build]
         table.add_row(
-            e.module, Text(e.gil.value, style=GIL_STYLE[e.gil]), e.init.value, ft, e.detail
+            Text(e.module),
+            Text(e.gil.value, style=GIL_STYLE[e.gil]),
+            e.init.value,
+            ft,
+            Text(e.detail),
         )
     if facts.extensions:
         console.print(table)
     else:
-        console.print(f"{facts.artifact}: no extension modules")
+        console.print(Text(f"{facts.artifact}: no extension modules"))
     for lib in facts.libraries:
-        console.print(f"[dim]library (not judged):[/dim] {lib.path} [dim]— {lib.why}[/dim]")
+        console.print(
+            Text.assemble(("library (not judged): ", "dim"), lib.path, (f" — {lib.why}", "dim"))
+        )
     for path, why in facts.unreadable:
-        console.print(f"[red]unreadable:[/red] {path} — {why}")
+        console.print(Text.assemble(("unreadable:", "red"), f" {path} — {why}"))
     return buffer.getvalue()
