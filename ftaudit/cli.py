@@ -646,6 +646,7 @@ def _with_progress(
     run: Callable[[Callable[[str, int, int], None]], Report], verb: str = "checking"
 ) -> Report:
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     console = Console(file=sys.stderr)
@@ -659,7 +660,7 @@ def _with_progress(
         task = progress.add_task(verb, total=None)
 
         def update(name: str, done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total, description=f"{verb} {name}")
+            progress.update(task, completed=done, total=total, description=f"{verb} {escape(name)}")
 
         return run(update)
 
@@ -668,7 +669,7 @@ def _with_progress(
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from ftaudit.inspect.artifact import inspect_file, inspect_wheel
+    from ftaudit.inspect.artifact import inspect_file, inspect_wheel, looks_like_wheel
     from ftaudit.report import json as json_format
     from ftaudit.report import terminal
 
@@ -682,7 +683,7 @@ def _inspect(args: argparse.Namespace) -> int:
             raise InputError(f"{path}: no such file")
         if path.is_dir():
             raise InputError(f"{path}: is a directory (give a wheel or a binary)")
-        if path.suffix == ".whl" or path.read_bytes()[:2] == b"PK":
+        if path.suffix == ".whl" or looks_like_wheel(path):
             facts = inspect_wheel(path)
         elif path.name.endswith((".tar.gz", ".zip", ".tar.bz2")):
             raise InputError(f"{path}: an sdist holds no binaries to inspect: build it first")

@@ -189,6 +189,34 @@ def test_a_3gb_binary_is_refused_before_it_is_read(tmp_path: Path) -> None:
         inspect_file(big)
 
 
+@pytest.mark.parametrize("suffix", [".so", ".whl"])
+def test_inspect_command_reads_no_more_than_it_judges(
+    tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ftaudit inspect` of a 3 GB binary or a FIFO: one line and exit 2, found before any
+    byte is read (in a child under a 1 GiB address-space cap, so reading it would fail)."""
+    big = tmp_path / f"huge{suffix}"
+    with open(big, "wb") as fh:
+        fh.write(b"\x7fELF")
+        fh.truncate(3 << 30)
+    fifo = tmp_path / "pipe.cpython-313t-x86_64-linux-gnu.so"
+    os.mkfifo(fifo)
+    for path, message in ((big, "larger than ftaudit reads"), (fifo, "not a regular file")):
+        if path is big and suffix == ".whl":
+            message = "huge.whl: not a readable wheel"
+        proc = subprocess.run(
+            ["prlimit", f"--as={1 << 30}", sys.executable, "-m", "ftaudit", "inspect", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert message in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+
+
 def test_installed_files_that_are_not_regular_files(tmp_path: Path) -> None:
     site = tmp_path / "site"
     (site / "pkg").mkdir(parents=True)

@@ -249,8 +249,11 @@ def inspect_file(path: Path) -> ArtifactFacts:
 
 
 def looks_like_wheel(path: Path) -> bool:
-    """Whether `path` is a zip (by its first bytes, without reading the rest)."""
+    """Whether `path` is a zip (by its first bytes, without reading the rest). Only a
+    regular file is opened: opening a FIFO would wait for a writer."""
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return False  # inspect_file says what it is
         with open(path, "rb") as fh:
             return fh.read(4)[:2] == b"PK"
     except OSError as exc:
@@ -261,7 +264,10 @@ def _read_file(path: Path, name: str) -> bytes:
     """A file's bytes, its size checked before anything is read: a regular file no
     larger than a member of a wheel may be (not a device, a FIFO, or 3 GB)."""
     try:
-        with open(path, "rb") as fh:
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; it
+        # changes nothing for a regular file.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
             info = os.fstat(fh.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise InputError(f"{name}: not a regular file")
