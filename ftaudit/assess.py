@@ -159,14 +159,16 @@ def assess(
     build_from: Candidate | None = None,
     lookup_error: str | None = None,
     incomplete: Incomplete | None = None,
+    gap: tuple[Incomplete, str] | None = None,
 ) -> Verdict:
     """The status of one package for one target and platform.
 
     `current` is the version in use; `newer`/`older` the closest later/earlier releases
     with a wheel for the target (when the scan looked); `build_from` the newest release
     with an sdist, when no wheel fits; `lookup_error` why the index could not be asked
-    (or answered only in part), and `incomplete` what kind of failure that was (None: the
-    index answered, and the error is what it said).
+    and `incomplete` what kind of failure that was (None: the index answered, and the
+    error is what it said); `gap` why the releases seen may not be all there are (an index
+    that failed beside others that answered).
 
     Failing closed: a verdict that rests on something the run could not check is
     `unknown` with `incomplete` set, never `blocked` nor any other status the missing
@@ -187,7 +189,7 @@ def assess(
         return verdict
     if current.judgement is not None:
         return verdict
-    gaps = [(incomplete, lookup_error)] if incomplete is not None and lookup_error else []
+    gaps = [gap] if gap is not None else []
     gaps += [
         (c.judgement.incomplete, f"{c.version}: {c.judgement.reason}")
         for c in (newer, older)

@@ -247,8 +247,9 @@ class Cache:
         """Forget a result that does not decode (it is computed again)."""
         if why is not None:
             self._warn_once(
-                f"facts:{tool_version}",
-                f"cached result for {sha256} does not decode ({why}): reading the file again",
+                "facts",
+                f"cached results do not decode (e.g. {sha256[:16]}: {why}): reading the "
+                "files again",
             )
 
         def op(db: sqlite3.Connection) -> None:

@@ -317,6 +317,7 @@ class Scanner:
         # Indexes that failed beside ones that answered: what is absent proves nothing.
         gap_kind = gaps[0][0] if gaps else None
         gap = f"index lookup incomplete: {gaps[0][1]}" if gaps else None
+        partial = (gaps[0][0], gap) if gaps and gap else None
 
         # Not locked: the version is the resolver's choice, and the reason says so.
         chosen_version = None if dep.locked else dep.version
@@ -337,13 +338,14 @@ class Scanner:
             version = chosen_version = str(newest.version)
 
         parsed = select.parse_version(version)
-        lookup_error, lookup_kind = gap, gap_kind
+        lookup_error, lookup_kind = None, None
         if current is None:
             release = releases.get(parsed) if parsed is not None else None
             if release is None:
                 lookup_error = f"{version} is not on {self.index().describe()}" + (
                     f"; {gap}" if gap else ""
                 )
+                lookup_kind = gap_kind
                 current = Candidate(version=version)
             else:
                 release = _restrict_to_pins(release, dep)
@@ -395,6 +397,7 @@ class Scanner:
             build_from=build_from,
             lookup_error=lookup_error,
             incomplete=lookup_kind,
+            gap=partial,
         )
         if verdict.status is Status.UPGRADE and verdict.use_version:
             first = self._first_ready(
