@@ -340,7 +340,7 @@ def artifact_key(url: str, sha256: str | None) -> str:
     """What names an artifact in the cache: its sha256, else a hash of its URL. A digest
     that is not 64 hex digits never becomes part of a path."""
     if sha256 is None or sha256 == "":
-        return "url-" + hashlib.sha256(url.encode()).hexdigest()
+        return "url-" + hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
     key = sha256.lower()
     if not _SHA256.fullmatch(key):
         shown = sha256 if len(sha256) <= 80 else sha256[:77] + "..."

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ftaudit.errors import CacheError
 from ftaudit.model import ArtifactFacts, BinaryFormat, Evidence, Extension, Gil, Init, Library
 
 
-class DecodeError(ValueError):
+class DecodeError(CacheError):
     """A stored record that is not one this ftaudit wrote (a damaged cache row)."""
 
 

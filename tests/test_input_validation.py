@@ -59,6 +59,8 @@ def test_a_well_formed_json_page() -> None:
         (page(yanked=[]), "'files[0].yanked': expected bool or str, got list"),
         (page(**{"core-metadata": 1}), "'files[0].core-metadata'"),
         (page(**{"core-metadata": {"sha256": 1}}), "'files[0].core-metadata.sha256'"),
+        (page(url="x\ud800.whl"), "'files[0].url': not valid Unicode"),
+        (page(filename="\udcff"), "'files[0].filename': not valid Unicode"),
         (b"{not json", "malformed PEP 691 JSON"),
         (b"[" * 100_000, "malformed PEP 691 JSON"),
     ],

@@ -206,6 +206,13 @@ class _Malformed(Exception):
 
 def _field(f: dict[str, Any], key: str, kinds: tuple[type, ...], where: str) -> Any:
     value = f.get(key)
+    if isinstance(value, str) and str in kinds:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # JSON may escape a lone surrogate; no URL, file name or report can hold one.
+            raise _Malformed(f"in '{where}.{key}': not valid Unicode") from None
+        return value
     if (
         value is None
         or (isinstance(value, kinds) and not isinstance(value, bool))
