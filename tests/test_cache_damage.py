@@ -167,11 +167,14 @@ def test_a_truncated_cached_wheel_is_fetched_again(
 def test_a_truncated_cached_wheel_offline_is_incomplete_not_judged(
     first: tuple[Path, int, dict[str, tuple[str, str | None]]],
     req: Path,
+    index: IndexServer,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     cache, _code, _before = first
     _truncate_artifacts(cache)
-    again, doc, err = scan(req, cache, capsys, "--offline")
+    served = len(index.requests)
+    again, doc, err = scan(req, cache, capsys, "--offline", "--index-url", index.url)
+    assert len(index.requests) == served
     found = statuses(doc)
     assert again == 2
     # The damaged copies are gone, not judged: offline, nothing else to read them from.
