@@ -328,10 +328,17 @@ def _scan(args: argparse.Namespace) -> int:
     from ftaudit.policy import apply_policy, expired, failing, incomplete
     from ftaudit.report import render
     from ftaudit.sources.detect import detect
+    from ftaudit.sources.lockfile import url_problem
     from ftaudit.targets import parse_platforms, parse_targets, this_platform
 
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    for option, url in (
+        *(("--index-url", u) for u in ([args.index_url] if args.index_url else [])),
+        *(("--extra-index-url", u) for u in args.extra_index_url),
+    ):
+        if problem := url_problem(url):
+            raise UsageError(f"{option}: invalid URL {url!r} ({problem})")
     # Usage errors come before anything is read.
     cli_fail_on = None if args.fail_on is None else parse_statuses(args.fail_on, "--fail-on")
     cli_targets = parse_targets(args.target) if args.target else None

@@ -31,6 +31,7 @@ from packaging.utils import canonicalize_name
 
 from ftaudit.errors import InputError
 from ftaudit.model import Ignore, Policy, Status
+from ftaudit.sources.lockfile import url_problem
 from ftaudit.sources.pyproject import load_toml, tool_table
 
 KEYS = frozenset(
@@ -67,9 +68,10 @@ def load_policy(pyproject: Path) -> Policy:
         fail_on=None
         if fail_on is None
         else parse_statuses(_names(fail_on, f"{where}.fail-on") or "", f"{where}.fail-on"),
-        index_url=_string(table.get("index-url"), f"{where}.index-url"),
+        index_url=_url(table.get("index-url"), f"{where}.index-url"),
         extra_index_urls=tuple(
-            _strings(table.get("extra-index-url", []), f"{where}.extra-index-url")
+            _url(u, f"{where}.extra-index-url") or ""
+            for u in _strings(table.get("extra-index-url", []), f"{where}.extra-index-url")
         ),
         ignore=tuple(
             _ignore(item, f"{where}.ignore[{i}]")
@@ -127,6 +129,13 @@ def _list(value: object, where: str) -> list[Any]:
     if not isinstance(value, list):
         raise InputError(f"{where}: expected an array")
     return value
+
+
+def _url(value: object, where: str) -> str | None:
+    text = _string(value, where)
+    if text is not None and (problem := url_problem(text)):
+        raise InputError(f"{where}: invalid URL {text!r} ({problem})")
+    return text
 
 
 def _bool(value: object, where: str) -> bool | None:

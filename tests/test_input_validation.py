@@ -301,3 +301,49 @@ def test_pdm_lock_beside_a_pyproject_whose_tool_is_not_a_table(
     assert code == 2 and out == ""
     (line,) = err.splitlines()
     assert "pyproject.toml: in 'tool.pdm': expected a table, got int" in line
+
+
+# --- URLs wherever they come from -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("--index-url http://[::1/simple", "--index-url: invalid URL"),
+        ("--extra-index-url http://h:port/simple", "--extra-index-url: invalid URL"),
+        ("-e http://[::1/x#egg=six", "invalid URL 'http://[::1/x#egg=six'"),
+        ("-r file://[x/r.txt", "invalid URL 'file://[x/r.txt'"),
+    ],
+)
+def test_requirements_urls_that_do_not_parse(
+    line: str, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text(f"{line}\nsix==1.16.0\n")
+    code = main(["scan", str(req), "--offline", "--target", "3.14t"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    (message,) = err.splitlines()
+    assert message.startswith(f"ftaudit: error: {req}:1: ") and needle in message
+
+
+def test_index_urls_from_the_command_line_and_the_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text("six==1.16.0\n")
+    code = main(["scan", str(req), "--offline", "--extra-index-url", "http://[::1/s"])
+    assert code == 2
+    assert "--extra-index-url: invalid URL 'http://[::1/s'" in capsys.readouterr().err
+    (tmp_path / "pyproject.toml").write_text('[tool.ftaudit]\nindex-url = "http://h:x/"\n')
+    assert main(["scan", str(tmp_path), "--offline"]) == 2
+    err = capsys.readouterr().err
+    assert "[tool.ftaudit].index-url: invalid URL 'http://h:x/'" in err
+
+
+def test_a_lock_registry_that_does_not_parse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = 'source = { registry = "http://127.0.0.1:47391/simple/" }'
+    path = _edited("uv", "uv.lock", old, 'source = { registry = "http://[::1/simple/" }', tmp_path)
+    _fails(path, capsys, "package[0]", "'source.registry': invalid URL")

@@ -91,6 +91,12 @@ def failure_kind(exc: BaseException) -> Incomplete | None:
 
 class Index:
     def __init__(self, urls: tuple[str, ...], http: Http, cache: Cache, *, offline: bool) -> None:
+        for url in urls:
+            try:
+                urlsplit(url).port  # noqa: B018 - a port that is not a number raises only here
+            except ValueError as exc:
+                # pip's own configuration may hold it: every lookup fails, and says why.
+                raise PackageIndexError(f"invalid index URL {url!r} ({exc})") from None
         self.urls = urls
         self.http = http
         self.cache = cache

@@ -122,15 +122,25 @@ def filename_of(url: str) -> str:
     return unquote(Path(urlsplit(url).path).name)
 
 
-def checked_url(url: str | None, entry: Entry, key: str = "url") -> str | None:
-    """A URL urllib can take apart (an unbalanced IPv6 bracket, a bad port: an error)."""
-    if url is None:
-        return None
+def url_problem(url: str) -> str | None:
+    """Why urllib cannot take a URL apart (an unbalanced IPv6 bracket, a port that is not
+    a number), or None."""
     try:
         parts = urlsplit(url)
         _ = parts.port  # a port that is not a number raises only here
-    except ValueError as exc:
-        raise entry.error(f"{key!r}: invalid URL {url!r} ({exc})") from None
+        url.encode("utf-8")
+    except (ValueError, UnicodeEncodeError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def checked_url(url: str | None, entry: Entry, key: str = "url") -> str | None:
+    """A URL urllib can take apart; an error naming the field otherwise."""
+    if url is None:
+        return None
+    problem = url_problem(url)
+    if problem:
+        raise entry.error(f"{key!r}: invalid URL {url!r} ({problem})")
     return url
 
 

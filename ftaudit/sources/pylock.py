@@ -11,7 +11,7 @@ from packaging.utils import canonicalize_name
 
 from ftaudit.errors import InputError
 from ftaudit.model import Edge, LockedPackage, LockGraph, PinnedFile
-from ftaudit.sources.lockfile import filename_of, split_hash
+from ftaudit.sources.lockfile import filename_of, split_hash, url_problem
 from ftaudit.sources.pyproject import load_toml
 
 
@@ -38,6 +38,10 @@ def read_pylock(path: Path, direct: frozenset[str] = frozenset()) -> LockGraph:
             reference = f"directory: {pkg.directory.path}"
         elif pkg.archive is not None:
             reference = f"archive: {pkg.archive.url or pkg.archive.path}"
+        if pkg.index is not None and (problem := url_problem(pkg.index)):
+            raise InputError(
+                f"{path}: in 'packages[{i}].index': invalid URL {pkg.index!r} ({problem})"
+            )
         edges = tuple(
             Edge(name=canonicalize_name(str(d["name"])))
             for d in (pkg.dependencies or ())

@@ -16,6 +16,7 @@ from ftaudit.model import Edge, LockedPackage, LockGraph, PinnedFile
 from ftaudit.sources.lockfile import (
     Entry,
     checked_marker,
+    checked_url,
     checked_version,
     parse_hash,
     pinned,
@@ -79,6 +80,8 @@ def _package(e: Entry) -> LockedPackage:
     name = e.text("name")
     source = e.mapping("source")
     registry = source.get("registry")
+    if isinstance(registry, str):
+        checked_url(registry, e, "source.registry")
     is_project = any(k in source for k in ("virtual", "editable")) or (
         source.get("directory") == "."
     )
