@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ftaudit.model import ArtifactFacts, Evidence, Extension, Gil, Status, Target, Verdict
+from ftaudit.model import (
+    ArtifactFacts,
+    Evidence,
+    Extension,
+    Gil,
+    Incomplete,
+    Status,
+    Target,
+    Verdict,
+)
 from ftaudit.targets import extension_loadable
 
 
@@ -18,6 +27,9 @@ class Judgement:
     status: Status  # READY, GIL or UNKNOWN
     evidence: Evidence
     reason: str
+    # The artifact could not be read at all (download, cache, integrity): UNKNOWN, and a
+    # failure of the run rather than a finding about the package.
+    incomplete: Incomplete | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,13 +158,69 @@ def assess(
     older: Candidate | None = None,
     build_from: Candidate | None = None,
     lookup_error: str | None = None,
+    incomplete: Incomplete | None = None,
+    gap: tuple[Incomplete, str] | None = None,
 ) -> Verdict:
     """The status of one package for one target and platform.
 
     `current` is the version in use; `newer`/`older` the closest later/earlier releases
     with a wheel for the target (when the scan looked); `build_from` the newest release
-    with an sdist, when no wheel fits; `lookup_error` why the index could not be asked.
+    with an sdist, when no wheel fits; `lookup_error` why the index could not be asked
+    and `incomplete` what kind of failure that was (None: the index answered, and the
+    error is what it said); `gap` why the releases seen may not be all there are (an index
+    that failed beside others that answered).
+
+    Failing closed: a verdict that rests on something the run could not check is
+    `unknown` with `incomplete` set, never `blocked` nor any other status the missing
+    part could have changed. A current artifact that was read decides by itself (a GIL
+    wheel needs the GIL whatever the index says about other releases).
     """
+    verdict = _assess(
+        target,
+        platform,
+        current,
+        newer=newer,
+        older=older,
+        build_from=build_from,
+        lookup_error=lookup_error,
+        incomplete=incomplete,
+    )
+    if verdict.status is Status.READY or verdict.incomplete is not None:
+        return verdict
+    if current.judgement is not None:
+        return verdict
+    gaps = [gap] if gap is not None else []
+    gaps += [
+        (c.judgement.incomplete, f"{c.version}: {c.judgement.reason}")
+        for c in (newer, older)
+        if c is not None and c.judgement is not None and c.judgement.incomplete is not None
+    ]
+    if not gaps:
+        return verdict
+    kind, why = gaps[0]
+    return replace(
+        verdict,
+        status=Status.UNKNOWN,
+        evidence=None,
+        artifact=None,
+        use_version=None,
+        incomplete=kind,
+        reason=f"not fully checked: {why} (from what could be read: "
+        f"{verdict.status.value}, {verdict.reason})",
+    )
+
+
+def _assess(
+    target: Target,
+    platform: str,
+    current: Candidate,
+    *,
+    newer: Candidate | None,
+    older: Candidate | None,
+    build_from: Candidate | None,
+    lookup_error: str | None,
+    incomplete: Incomplete | None,
+) -> Verdict:
     where = f"{target.name} on {platform}"
 
     def verdict(
@@ -161,6 +229,7 @@ def assess(
         reason: str,
         artifact: str | None = None,
         use: str | None = None,
+        gap: Incomplete | None = None,
     ) -> Verdict:
         return Verdict(
             target=target,
@@ -170,13 +239,17 @@ def assess(
             reason=reason,
             artifact=artifact,
             use_version=use,
+            incomplete=gap,
         )
 
     cur = current.judgement
     if cur is not None and cur.status is Status.READY:
         return verdict(Status.READY, cur.evidence, cur.reason, current.artifact)
+    if cur is not None and cur.incomplete is not None:
+        # Nothing is known of the version in use: no release can be advised over it.
+        return verdict(Status.UNKNOWN, None, cur.reason, current.artifact, gap=cur.incomplete)
     if cur is None and lookup_error is not None:
-        return verdict(Status.UNKNOWN, None, lookup_error)
+        return verdict(Status.UNKNOWN, None, lookup_error, gap=incomplete)
 
     now = (
         f"{current.version} has no wheel for {where}"
@@ -243,7 +316,7 @@ def assess(
                 other.version,
             )
     if lookup_error is not None:
-        return verdict(Status.UNKNOWN, None, f"{now}; {lookup_error}")
+        return verdict(Status.UNKNOWN, None, f"{now}; {lookup_error}", gap=incomplete)
     return verdict(
         Status.BLOCKED, Evidence.TAGS, f"{now}, and no release has a wheel or sdist for it"
     )

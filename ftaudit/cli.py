@@ -15,8 +15,15 @@ from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 
 from ftaudit import __version__
-from ftaudit.errors import FtauditError, InputError, UsageError
-from ftaudit.model import Installed, Policy, Report, Requested, Source, Status, Target
+from ftaudit.errors import (
+    EXIT_INCOMPLETE,
+    EXIT_INTERNAL,
+    FtauditError,
+    InputError,
+    UsageError,
+    first_line,
+)
+from ftaudit.model import Installed, Policy, Report, Requested, Source, Status, Target, Verdict
 from ftaudit.report import OutputFormat
 
 if TYPE_CHECKING:
@@ -43,7 +50,9 @@ examples:
 policy: [tool.ftaudit] in pyproject.toml sets targets, platforms, fail-on, index-url,
 extra-index-url and ignore = [{package, reason, expires}]; flags win.
 
-exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or input error
+exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or input error, or an
+incomplete scan (a package not checked: network, index, cache; see --allow-incomplete),
+3 internal error (a bug in ftaudit)
 """
 
 EPILOG_INSPECT = """\
@@ -159,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
         "[tool.ftaudit] fail-on, else blocked,gil)",
     )
     scan.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        default=None,
+        help="exit by --fail-on even when some packages could not be checked (network, "
+        "index, cache or integrity failures; default: [tool.ftaudit] allow-incomplete, "
+        "else such a run exits 2)",
+    )
+    scan.add_argument(
         "--verify",
         action="store_true",
         help="also import each judged extension module in a real free-threaded interpreter "
@@ -254,6 +271,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ftaudit: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug must not exit 1, the code of findings
+        if args.verbose:
+            traceback.print_exc()
+        print(
+            f"ftaudit: internal error: {type(exc).__name__}: {first_line(exc)}; "
+            "run with --verbose for the traceback",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 def entry() -> None:
@@ -299,13 +325,20 @@ def _say(args: argparse.Namespace, message: str) -> None:
 def _scan(args: argparse.Namespace) -> int:
     from ftaudit.cache import Cache, default_cache_dir
     from ftaudit.config import DEFAULT_FAIL_ON, load_policy, parse_statuses
-    from ftaudit.policy import apply_policy, expired, failing
+    from ftaudit.policy import apply_policy, expired, failing, incomplete
     from ftaudit.report import render
     from ftaudit.sources.detect import detect
+    from ftaudit.sources.lockfile import url_problem
     from ftaudit.targets import parse_platforms, parse_targets, this_platform
 
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    for option, url in (
+        *(("--index-url", u) for u in ([args.index_url] if args.index_url else [])),
+        *(("--extra-index-url", u) for u in args.extra_index_url),
+    ):
+        if problem := url_problem(url):
+            raise UsageError(f"{option}: invalid URL {url!r} ({problem})")
     # Usage errors come before anything is read.
     cli_fail_on = None if args.fail_on is None else parse_statuses(args.fail_on, "--fail-on")
     cli_targets = parse_targets(args.target) if args.target else None
@@ -330,7 +363,7 @@ def _scan(args: argparse.Namespace) -> int:
         or (parse_platforms(policy.platforms) if policy.platforms else None)
         or ((env.platform,) if env else (this_platform(),))
     )
-    cache = Cache(args.cache_dir or default_cache_dir())
+    cache = Cache(args.cache_dir or default_cache_dir(), warn=_warn)
     try:
         report = _run_scan(args, found, targets, platforms, cache, policy)
     finally:
@@ -360,7 +393,47 @@ def _scan(args: argparse.Namespace) -> int:
         ),
         args.output,
     )
+    gaps = incomplete(report)
+    allow = next(
+        a for a in (args.allow_incomplete, policy.allow_incomplete, False) if a is not None
+    )
+    if gaps:
+        print(f"ftaudit: {_incomplete_line(gaps, allow)}", file=sys.stderr)
+        if not allow:
+            return EXIT_INCOMPLETE
     return 1 if failing(report, fail_on) or expired(policy, today) else 0
+
+
+def _incomplete_line(gaps: Sequence[tuple[str, Verdict]], allowed: bool) -> str:
+    """One line: how many packages were not checked, grouped by why, with one example
+    reason of each kind."""
+    first: dict[str, Verdict] = {}
+    for name, v in gaps:
+        first.setdefault(name, v)
+    by_kind: dict[str, list[str]] = {}
+    for name, v in first.items():
+        assert v.incomplete is not None
+        by_kind.setdefault(v.incomplete.value, []).append(name)
+    parts = []
+    for kind, names in sorted(by_kind.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        example = next(v.reason for n, v in first.items() if n == names[0])
+        if len(example) > 90:
+            example = example[:87] + "..."
+        parts.append(f"{len(names)} {kind} (e.g. {names[0]}: {example})")
+    tail = (
+        "--allow-incomplete: exiting by --fail-on"
+        if allowed
+        else "exit 2; --allow-incomplete to exit by --fail-on"
+    )
+    count = len(first)
+    return (
+        f"incomplete scan: {count} package{'s' if count != 1 else ''} could not be checked: "
+        f"{'; '.join(parts)}; {tail}"
+    )
+
+
+def _warn(message: str) -> None:
+    print(f"ftaudit: warning: {message}", file=sys.stderr)
 
 
 def _run_scan(
@@ -519,11 +592,12 @@ def _pyproject_of(path: Path, found: Detected) -> Path:
 
 
 def _default_targets(found: Detected) -> tuple[Target, ...]:
-    from ftaudit.targets import parse_targets, targets_for_requires_python
+    from ftaudit.targets import known_target, targets_for_requires_python
 
     env = found.environment
-    if env is not None and env.version[:2] >= (3, 13):
-        return parse_targets(f"{env.version[0]}.{env.version[1]}t")
+    twin = known_target(*env.version[:2]) if env is not None else None
+    if twin is not None:
+        return (twin,)
     return targets_for_requires_python(found.project.requires_python if found.project else None)
 
 

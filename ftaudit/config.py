@@ -7,6 +7,7 @@ platforms = ["linux-x86_64", "windows-amd64"]
 fail-on = ["gil", "blocked", "unknown"]
 index-url = "https://pypi.internal.example/simple/"
 extra-index-url = ["https://mirror.internal.example/simple/"]
+allow-incomplete = false   # true: a package the run could not check does not fail it
 ignore = [
   { package = "legacy-gil-thing", reason = "runs in worker processes", expires = "2027-03-31" },
   { package = "other", reason = "replaced in #123", targets = ["3.13t"] },
@@ -30,9 +31,20 @@ from packaging.utils import canonicalize_name
 
 from ftaudit.errors import InputError
 from ftaudit.model import Ignore, Policy, Status
-from ftaudit.sources.pyproject import load_toml
+from ftaudit.sources.lockfile import url_problem
+from ftaudit.sources.pyproject import load_toml, tool_table
 
-KEYS = frozenset({"targets", "platforms", "fail-on", "index-url", "extra-index-url", "ignore"})
+KEYS = frozenset(
+    {
+        "targets",
+        "platforms",
+        "fail-on",
+        "index-url",
+        "extra-index-url",
+        "ignore",
+        "allow-incomplete",
+    }
+)
 IGNORE_KEYS = frozenset({"package", "reason", "expires", "targets"})
 DEFAULT_FAIL_ON = frozenset({Status.BLOCKED, Status.GIL})
 
@@ -41,12 +53,10 @@ def load_policy(pyproject: Path) -> Policy:
     """The policy of the project whose pyproject.toml this is (empty when it has none)."""
     if not pyproject.is_file():
         return Policy()
-    table = load_toml(pyproject).get("tool", {}).get("ftaudit")
+    table = tool_table(load_toml(pyproject), pyproject, "ftaudit")
     if table is None:
         return Policy()
     where = f"{pyproject}: [tool.ftaudit]"
-    if not isinstance(table, dict):
-        raise InputError(f"{where} must be a table")
     unknown = sorted(set(table) - KEYS)
     if unknown:
         raise InputError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(KEYS))})")
@@ -58,14 +68,16 @@ def load_policy(pyproject: Path) -> Policy:
         fail_on=None
         if fail_on is None
         else parse_statuses(_names(fail_on, f"{where}.fail-on") or "", f"{where}.fail-on"),
-        index_url=_string(table.get("index-url"), f"{where}.index-url"),
+        index_url=_url(table.get("index-url"), f"{where}.index-url"),
         extra_index_urls=tuple(
-            _strings(table.get("extra-index-url", []), f"{where}.extra-index-url")
+            _url(u, f"{where}.extra-index-url") or ""
+            for u in _strings(table.get("extra-index-url", []), f"{where}.extra-index-url")
         ),
         ignore=tuple(
             _ignore(item, f"{where}.ignore[{i}]")
             for i, item in enumerate(_list(table.get("ignore", []), f"{where}.ignore"))
         ),
+        allow_incomplete=_bool(table.get("allow-incomplete"), f"{where}.allow-incomplete"),
     )
 
 
@@ -117,6 +129,19 @@ def _list(value: object, where: str) -> list[Any]:
     if not isinstance(value, list):
         raise InputError(f"{where}: expected an array")
     return value
+
+
+def _url(value: object, where: str) -> str | None:
+    text = _string(value, where)
+    if text is not None and (problem := url_problem(text)):
+        raise InputError(f"{where}: invalid URL {text!r} ({problem})")
+    return text
+
+
+def _bool(value: object, where: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise InputError(f"{where}: expected true or false")
 
 
 def _string(value: object, where: str) -> str | None:

@@ -1,12 +1,22 @@
-"""Errors that end a run, each with the exit code it maps to (caught once, in the CLI)."""
+"""Errors that end a run, each with the exit code it maps to (caught once, in the CLI).
+
+Exit codes: 0 nothing at or above --fail-on; 1 findings; 2 a usage or input error, or a
+scan that could not check every package (network, index, cache, integrity); 3 an internal
+error (a bug in ftaudit: never to be read as findings).
+"""
 
 from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_INCOMPLETE = 2  # also usage and input errors: the run says nothing reliable
+EXIT_INTERNAL = 3
 
 
 class FtauditError(Exception):
     """A failure the user can act on: printed as one line, no traceback unless --verbose."""
 
-    exit_code = 2
+    exit_code = EXIT_INCOMPLETE
 
 
 class UsageError(FtauditError):
@@ -27,6 +37,14 @@ class BinaryFormatError(Exception):
 
 class HashMismatch(PackageIndexError):
     """An artifact is not the one a lock or a --hash pins."""
+
+
+class IndexIntegrityError(PackageIndexError):
+    """An index listed a file with a digest or a name that cannot be what it claims."""
+
+
+class CacheError(FtauditError):
+    """The cache could not give back what it holds (damaged, or unusable)."""
 
 
 def first_line(exc: BaseException) -> str:

@@ -42,6 +42,17 @@ class Status(str, enum.Enum):
     UNKNOWN = "unknown"
 
 
+class Incomplete(str, enum.Enum):
+    """Why a package could not be checked: a failure of the run, never a property of the
+    package (an `unknown` a binary reader cannot prove is a finding, and has none)."""
+
+    NETWORK = "network"  # a host did not answer
+    INDEX = "index"  # an index answered with an error or a page that does not parse
+    OFFLINE = "offline"  # --offline, and the cache does not hold what was needed
+    CACHE = "cache"  # the cache could not give back what it holds
+    INTEGRITY = "integrity"  # a file or a listing is not what its digest says
+
+
 class Evidence(str, enum.Enum):
     """How a verdict is known; declared from strongest to weakest."""
 
@@ -295,6 +306,7 @@ class Policy:
     index_url: str | None = None
     extra_index_urls: tuple[str, ...] = ()
     ignore: tuple[Ignore, ...] = ()
+    allow_incomplete: bool | None = None  # None: not set in [tool.ftaudit]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -318,6 +330,9 @@ class Verdict:
     ignored: str | None = None  # the policy's reason, when an ignore entry covers it
     # For an upgrade: the oldest later release confirmed ready (use_version: the newest).
     first_ready: str | None = None
+    # Set when the status is `unknown` because the run failed to check the package (the
+    # network, an index, the cache, an integrity check), not because of what it ships.
+    incomplete: Incomplete | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Collection
 from dataclasses import replace
 
-from ftaudit.model import Ignore, Policy, Report, Status
+from ftaudit.model import Ignore, Policy, Report, Status, Verdict
 
 
 def apply_policy(report: Report, policy: Policy, today: dt.date) -> Report:
@@ -40,6 +40,17 @@ def failing(report: Report, fail_on: Collection[Status]) -> bool:
     return any(
         v.status in fail_on and v.ignored is None for p in report.packages for v in p.verdicts
     )
+
+
+def incomplete(report: Report) -> list[tuple[str, Verdict]]:
+    """(package, verdict) for every verdict the run could not check, that no ignore entry
+    covers (an ignored package's status does not count, whatever it is)."""
+    return [
+        (p.dependency.display_name, v)
+        for p in report.packages
+        for v in p.verdicts
+        if v.incomplete is not None and v.ignored is None
+    ]
 
 
 def _reason(rules: tuple[Ignore, ...], name: str, target: str, today: dt.date) -> str | None:

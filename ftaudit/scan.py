@@ -7,7 +7,6 @@ free-threaded interpreter the binary readers run in parallel too.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +19,18 @@ from packaging.version import Version
 from ftaudit import __version__
 from ftaudit.assess import Candidate, Judgement, assess, judge_artifact
 from ftaudit.cache import Cache
-from ftaudit.codec import facts_from_dict, facts_to_dict
-from ftaudit.errors import FtauditError, HashMismatch, InputError, PackageIndexError
+from ftaudit.codec import DecodeError, decode_facts, facts_to_json
+from ftaudit.errors import (
+    FtauditError,
+    HashMismatch,
+    IndexIntegrityError,
+    InputError,
+    PackageIndexError,
+)
 from ftaudit.index import select
 from ftaudit.index.http import fetch_artifact
 from ftaudit.index.metadata import requires_dist
-from ftaudit.index.simple import Index, IndexFile, NotOnIndex, Offline
+from ftaudit.index.simple import Index, IndexFile, NotOnIndex, Offline, failure_kind
 from ftaudit.inspect import READER_REVISION
 from ftaudit.inspect.artifact import (
     inspect_installed,
@@ -38,6 +43,7 @@ from ftaudit.model import (
     Dependency,
     Environment,
     Evidence,
+    Incomplete,
     Installed,
     PackageReport,
     Report,
@@ -137,7 +143,10 @@ class Scanner:
             try:
                 result = self._evaluate(dep, installed.get(dep.name), environment, target, platform)
             except FtauditError as exc:
-                result = (self._unknown(target, platform, str(exc)), None)
+                # What _evaluate does not turn into a verdict is the run's failure (the
+                # index could not even be set up), never a finding about the package.
+                kind = failure_kind(exc) or Incomplete.INDEX
+                result = (self._unknown(target, platform, str(exc), kind), None)
             with lock:
                 done += 1
                 if progress is not None:
@@ -185,9 +194,19 @@ class Scanner:
     # --- what the resolver asks (sources/resolve.py's Provider) ---------------------------
 
     def releases(self, name: str) -> dict[Version, select.Release]:
-        return self._once.get(
-            ("releases", name), lambda: select.group_releases(name, self.index().files(name))
-        )
+        return self._listing(name)[0]
+
+    def _listing(
+        self, name: str
+    ) -> tuple[dict[Version, select.Release], tuple[tuple[Incomplete, str], ...]]:
+        """The project's releases on the indexes that answered, and why others did not
+        (a verdict that depends on what is absent cannot be given while there are any)."""
+
+        def compute() -> tuple[dict[Version, select.Release], tuple[tuple[Incomplete, str], ...]]:
+            listing = self.index().listing(name)
+            return select.group_releases(name, listing.files), listing.gaps
+
+        return self._once.get(("releases", name), compute)
 
     def requires(
         self, name: str, release: select.Release, target: Target, platform: str
@@ -271,24 +290,34 @@ class Scanner:
             if current.judgement is not None and current.judgement.status is Status.READY:
                 return assess(target, platform, current), facts
         try:
-            releases = self.releases(dep.name)
+            releases, gaps = self._listing(dep.name)
             if dep.files and not all(f.url for f in dep.files):
                 _check_pinned_hashes(dep, releases)
         except Offline:
             reason = "offline, and the index page is not in the cache"
+            off = Incomplete.OFFLINE
             if current is not None:
-                return assess(target, platform, current, lookup_error=reason), facts
-            return self._unknown(target, platform, _offline_reason(inst, reason)), facts
+                return assess(target, platform, current, lookup_error=reason, incomplete=off), facts
+            return self._unknown(target, platform, _offline_reason(inst, reason), off), facts
         except NotOnIndex as exc:
+            # Every index answered that it does not know the project.
             if current is not None:
                 return assess(target, platform, current), facts
             return self._unknown(target, platform, str(exc)), facts
         except HashMismatch as exc:
-            return self._unknown(target, platform, str(exc)), None
+            return self._unknown(target, platform, str(exc), Incomplete.INTEGRITY), None
         except (PackageIndexError, InputError) as exc:
+            kind = failure_kind(exc) or Incomplete.INDEX
+            reason = f"index lookup failed: {exc}"
             if current is not None:
-                return assess(target, platform, current, lookup_error=str(exc)), facts
-            return self._unknown(target, platform, f"index lookup failed: {exc}"), facts
+                return assess(
+                    target, platform, current, lookup_error=reason, incomplete=kind
+                ), facts
+            return self._unknown(target, platform, reason, kind), facts
+        # Indexes that failed beside ones that answered: what is absent proves nothing.
+        gap_kind = gaps[0][0] if gaps else None
+        gap = f"index lookup incomplete: {gaps[0][1]}" if gaps else None
+        partial = (gaps[0][0], gap) if gaps and gap else None
 
         # Not locked: the version is the resolver's choice, and the reason says so.
         chosen_version = None if dep.locked else dep.version
@@ -301,18 +330,22 @@ class Scanner:
                         target,
                         platform,
                         f"not locked, and no release{_matching(dep.specifier)} is on "
-                        f"{self.index().describe()}",
+                        f"{self.index().describe()}" + (f"; {gap}" if gap else ""),
+                        gap_kind,
                     ), facts
                 # Releases the requirements allow exist; none installs on the target.
                 newest = max(allowed, key=lambda r: (not r.version.is_prerelease, r.version))
             version = chosen_version = str(newest.version)
 
         parsed = select.parse_version(version)
-        lookup_error = None
+        lookup_error, lookup_kind = None, None
         if current is None:
             release = releases.get(parsed) if parsed is not None else None
             if release is None:
-                lookup_error = f"{version} is not on {self.index().describe()}"
+                lookup_error = f"{version} is not on {self.index().describe()}" + (
+                    f"; {gap}" if gap else ""
+                )
+                lookup_kind = gap_kind
                 current = Candidate(version=version)
             else:
                 release = _restrict_to_pins(release, dep)
@@ -363,6 +396,8 @@ class Scanner:
             older=older,
             build_from=build_from,
             lookup_error=lookup_error,
+            incomplete=lookup_kind,
+            gap=partial,
         )
         if verdict.status is Status.UPGRADE and verdict.use_version:
             first = self._first_ready(
@@ -450,9 +485,16 @@ class Scanner:
                 )
         return None
 
-    def _unknown(self, target: Target, platform: str, reason: str) -> Verdict:
+    def _unknown(
+        self, target: Target, platform: str, reason: str, incomplete: Incomplete | None = None
+    ) -> Verdict:
         return Verdict(
-            target=target, platform=platform, status=Status.UNKNOWN, evidence=None, reason=reason
+            target=target,
+            platform=platform,
+            status=Status.UNKNOWN,
+            evidence=None,
+            reason=reason,
+            incomplete=incomplete,
         )
 
     # --- reading artifacts, once each ---------------------------------------------------
@@ -487,10 +529,13 @@ class Scanner:
         try:
             facts = self._once.get(("wheel", wheel.url), lambda: self._wheel_facts(wheel))
         except FtauditError as exc:
+            # Not read: a download, cache or integrity failure is the run's (incomplete);
+            # a file that is there but is no wheel is the package's (a finding).
             return None, Judgement(
                 status=Status.UNKNOWN,
                 evidence=Evidence.INSPECTED,
                 reason=f"{wheel.filename}: {exc}",
+                incomplete=failure_kind(exc),
             )
         return facts, judge_artifact(facts, target=target)
 
@@ -498,11 +543,21 @@ class Scanner:
         if wheel.sha256:
             cached = self.cache.facts(wheel.sha256, _FACTS_KEY)
             if cached is not None:
-                return facts_from_dict(json.loads(cached))
+                try:
+                    return decode_facts(cached)
+                except DecodeError as exc:
+                    self.cache.drop_facts(wheel.sha256, _FACTS_KEY, why=str(exc))
         path = self._download(wheel)
-        facts = inspect_wheel(path, wheel.filename)
+        try:
+            facts = inspect_wheel(path, wheel.filename)
+        except InputError:
+            if wheel.sha256:
+                raise  # the very bytes the index lists: the wheel itself is unreadable
+            # No digest to check the cached copy against: it may be a truncated one.
+            self.cache.forget_artifact(path)
+            facts = inspect_wheel(self._download(wheel), wheel.filename)
         if wheel.sha256:
-            self.cache.store_facts(wheel.sha256, _FACTS_KEY, json.dumps(facts_to_dict(facts)))
+            self.cache.store_facts(wheel.sha256, _FACTS_KEY, facts_to_json(facts))
         return facts
 
     def artifact_file(self, filename: str) -> Path | None:
@@ -512,8 +567,13 @@ class Scanner:
         return self._download(wheel) if wheel is not None else None
 
     def _download(self, wheel: IndexFile) -> Path:
+        if wheel.integrity_error:
+            raise IndexIntegrityError(wheel.integrity_error)
         cached = self.cache.artifact_path(wheel.url, wheel.filename, wheel.sha256)
-        if self.settings.offline and not cached.is_file():
+        # A cached copy is used only once its sha256 is checked; a damaged one is gone
+        # after this, and fetched again.
+        present = self.cache.check_artifact(cached, wheel.sha256, wheel.size)
+        if self.settings.offline and not present:
             raise Offline("offline, and the wheel is not in the cache")
         return fetch_artifact(
             self.index().http, self.cache, wheel.url, wheel.filename, wheel.sha256

@@ -19,24 +19,56 @@ from ftaudit.errors import UsageError
 from ftaudit.model import Target
 
 KNOWN_TARGETS = (Target(major=3, minor=13), Target(major=3, minor=14), Target(major=3, minor=15))
+# Free-threaded releases still in pre-release: a --target may name them, "all" and the
+# defaults do not.
+PRERELEASE_TARGETS = (Target(major=3, minor=16),)
 PLATFORMS = ("linux-x86_64", "linux-aarch64", "macos-arm64", "macos-x86_64", "windows-amd64")
 # Newest glibc and macOS versions a wheel may name; older ones follow down to the oldest.
 _NEWEST_GLIBC_MINOR = 42
 _NEWEST_MACOS = (26, 0)
+_TARGET = re.compile(r"^(?:cp)?(\d)\.?(\d{1,2})(t?)$")
+
+
+def _known_names() -> str:
+    return ", ".join(
+        [t.name for t in KNOWN_TARGETS] + [f"{t.name} (pre-release)" for t in PRERELEASE_TARGETS]
+    )
+
+
+def known_target(major: int, minor: int) -> Target | None:
+    """The free-threaded target of that version, if such a release exists."""
+    wanted = Target(major=major, minor=minor)
+    return wanted if wanted in (*KNOWN_TARGETS, *PRERELEASE_TARGETS) else None
 
 
 def parse_target(text: str) -> Target:
+    """A free-threaded CPython release that exists, e.g. ``3.14t`` or ``cp314t``.
+
+    A GIL version (``3.14``) is refused with a hint rather than taken as its free-threaded
+    twin: the two are different interpreters, and a typo must not change what is audited.
+    """
     raw = text.strip().lower()
-    body = raw.removeprefix("cp").removesuffix("t")
-    if "." not in body and len(body) >= 3:
-        body = body[0] + "." + body[1:]
-    try:
-        major_s, minor_s = body.split(".")
-        target = Target(major=int(major_s), minor=int(minor_s))
-    except ValueError:
-        raise UsageError(f"invalid target {text!r}: expected a version like 3.14t") from None
-    if target.version < (3, 13):
+    m = _TARGET.match(raw)
+    if m is None:
+        raise UsageError(
+            f"invalid target {text!r}: expected a free-threaded version like 3.14t "
+            f"(known: {_known_names()})"
+        )
+    major, minor, suffix = int(m[1]), int(m[2]), m[3]
+    twin = f"{major}.{minor}t"
+    if (major, minor) < (3, 13):
         raise UsageError(f"invalid target {text!r}: free-threaded CPython starts at 3.13t")
+    target = known_target(major, minor)
+    if target is None:
+        raise UsageError(
+            f"invalid target {text!r}: there is no free-threaded CPython {major}.{minor} "
+            f"(known: {_known_names()})"
+        )
+    if not suffix:
+        raise UsageError(
+            f"invalid target {text!r}: {major}.{minor} is the GIL interpreter, and ftaudit "
+            f"audits free-threaded ones: did you mean {twin}?"
+        )
     return target
 
 

@@ -238,9 +238,10 @@ def test_tampered_lock_hash_is_an_error_for_that_package(
     lock_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = _with_fast_hash(LOCKS / "uv", "uv.lock", "0" * 64, tmp_path)
-    pkgs = _verdicts(scan_json([str(project), "--target", "3.14t"], tmp_path, capsys))
+    # An integrity failure leaves the package unchecked: the run is incomplete (exit 2).
+    pkgs = _verdicts(scan_json([str(project), "--target", "3.14t"], tmp_path, capsys, expect=2))
     fast = pkgs["ftlk-fast"]["targets"]["3.14t"]  # type: ignore[index]
-    assert fast["status"] == "unknown"
+    assert fast["status"] == "unknown" and fast["incomplete"] is not None
     assert "does not match the expected" in fast["reason"]
     assert pkgs["ftlk-core"]["targets"]["3.14t"]["status"] == "ready"  # type: ignore[index]
 
@@ -249,9 +250,9 @@ def test_lock_without_urls_checks_the_index_hash(
     lock_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = _with_fast_hash(LOCKS / "poetry", "poetry.lock", "1" * 64, tmp_path)
-    pkgs = _verdicts(scan_json([str(project), "--target", "3.14t"], tmp_path, capsys))
+    pkgs = _verdicts(scan_json([str(project), "--target", "3.14t"], tmp_path, capsys, expect=2))
     fast = pkgs["ftlk-fast"]["targets"]["3.14t"]  # type: ignore[index]
-    assert fast["status"] == "unknown"
+    assert (fast["status"], fast["incomplete"]) == ("unknown", "integrity")
     assert "the lock pins" in fast["reason"] and "1111" in fast["reason"]
 
 

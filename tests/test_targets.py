@@ -19,7 +19,7 @@ T313, T314, T315 = (Target(major=3, minor=m) for m in (13, 14, 15))
 
 def test_parse_targets_forms() -> None:
     assert parse_targets("3.14t") == (T314,)
-    assert parse_targets("cp313t, 3.15t,3.14") == (T313, T314, T315)
+    assert parse_targets("cp313t, 3.15t,3.14t") == (T313, T314, T315)
     assert parse_targets("all") == (T313, T314, T315)
     with pytest.raises(UsageError):
         parse_targets("3.12t")

@@ -39,12 +39,26 @@ def requires_dist(
     key = artifact_key(wheel.url, wheel.sha256)
     cached = cache.facts(key, _CACHE_KEY)
     if cached is not None:
-        return tuple(json.loads(cached))
+        found = _decode(cached)
+        if found is not None:
+            return found
+        cache.drop_facts(key, _CACHE_KEY, why="not an array of strings")
     raw = _metadata_bytes(http, wheel, download, offline=offline)
     parsed, _unparsed = parse_email(raw)
     requires = tuple(parsed.get("requires_dist") or ())
     cache.store_facts(key, _CACHE_KEY, json.dumps(requires))
     return requires
+
+
+def _decode(text: str) -> tuple[str, ...] | None:
+    """A cached Requires-Dist list, or None when the row is not one (damaged)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return None
 
 
 def _metadata_bytes(

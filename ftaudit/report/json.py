@@ -27,6 +27,7 @@ def _verdict(v: Verdict) -> dict[str, Any]:
         "version": v.version,
         "ignored": v.ignored,
         "first_ready": v.first_ready,
+        "incomplete": v.incomplete.value if v.incomplete else None,
     }
 
 
@@ -82,6 +83,20 @@ def report_document(report: Report) -> dict[str, Any]:
         "packages": [_package(p, report) for p in report.packages],
         "notes": list(report.notes),
         "policy": _policy(report.policy),
+        "incomplete": [
+            {
+                "package": p.dependency.name,
+                "version": v.version or p.dependency.version,
+                "target": v.target.name,
+                "platform": v.platform,
+                "kind": v.incomplete.value,
+                "reason": v.reason,
+                "ignored": v.ignored,
+            }
+            for p in report.packages
+            for v in p.verdicts
+            if v.incomplete is not None
+        ],
     }
 
 

@@ -21,6 +21,8 @@ from ftaudit.sources.textfile import read_text
 T = TypeVar("T")
 MAX_JSON_BYTES = 64 * 1024 * 1024
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
+# Hex digits each algorithm's digest has: a pinned sha256 also names a cache file.
+_DIGEST_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128, "md5": 32, "sha1": 40}
 
 
 class Entry:
@@ -84,16 +86,23 @@ def load_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def split_hash(text: str) -> tuple[str, str] | None:
-    """("sha256", hex digest) from "sha256:<hex>", lower case; None if malformed."""
+def split_hash(text: str, *, strict: bool = False) -> tuple[str, str] | None:
+    """("sha256", hex digest) from "sha256:<hex>", lower case; None if malformed. With
+    `strict`, a digest must also have its algorithm's length (a lock's, which names the
+    file to fetch; pip's --hash only ever compares)."""
     algo, sep, digest = text.partition(":")
-    if not sep or not algo or not _HEX.match(digest):
+    if not sep or not algo or not _valid_digest(algo, digest, strict=strict):
         return None
     return algo.lower(), digest.lower()
 
 
+def _valid_digest(algo: str, digest: str, *, strict: bool = True) -> bool:
+    length = _DIGEST_LENGTHS.get(algo.lower()) if strict else None
+    return bool(_HEX.match(digest)) and (length is None or len(digest) == length)
+
+
 def parse_hash(text: str, entry: Entry) -> tuple[str, str]:
-    found = split_hash(text)
+    found = split_hash(text, strict=True)
     if found is None:
         raise entry.error(f"invalid hash {text!r}: expected <algorithm>:<hex digest>")
     return found
@@ -102,14 +111,37 @@ def parse_hash(text: str, entry: Entry) -> tuple[str, str]:
 def hash_table(table: dict[str, Any], entry: Entry) -> tuple[tuple[str, str], ...]:
     out = []
     for algo, digest in table.items():
-        if not isinstance(digest, str) or not _HEX.match(digest):
+        if not isinstance(digest, str) or not _valid_digest(algo, digest):
             raise entry.error(f"invalid {algo} hash {digest!r}")
         out.append((algo.lower(), digest.lower()))
     return tuple(out)
 
 
 def filename_of(url: str) -> str:
+    """The file name at the end of a URL; ValueError for a URL that does not parse."""
     return unquote(Path(urlsplit(url).path).name)
+
+
+def url_problem(url: str) -> str | None:
+    """Why urllib cannot take a URL apart (an unbalanced IPv6 bracket, a port that is not
+    a number), or None."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port that is not a number raises only here
+        url.encode("utf-8")
+    except (ValueError, UnicodeEncodeError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def checked_url(url: str | None, entry: Entry, key: str = "url") -> str | None:
+    """A URL urllib can take apart; an error naming the field otherwise."""
+    if url is None:
+        return None
+    problem = url_problem(url)
+    if problem:
+        raise entry.error(f"{key!r}: invalid URL {url!r} ({problem})")
+    return url
 
 
 def pinned(
@@ -120,12 +152,13 @@ def pinned(
     hashes: tuple[tuple[str, str], ...],
     size: object = None,
 ) -> PinnedFile:
+    url = checked_url(url, entry)
     name = filename or (filename_of(url) if url else None)
     if not name:
         raise entry.error("a file needs a url or a file name")
-    return PinnedFile(
-        filename=name, url=url, hashes=hashes, size=size if isinstance(size, int) else None
-    )
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise entry.error(f"'size' should be a number of bytes, not {size!r}")
+    return PinnedFile(filename=name, url=url, hashes=hashes, size=size)
 
 
 def checked_marker(text: str | None, entry: Entry) -> str | None:

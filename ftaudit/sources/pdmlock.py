@@ -17,7 +17,7 @@ from ftaudit.sources.lockfile import (
     pinned,
     requirement_edge,
 )
-from ftaudit.sources.pyproject import load_toml
+from ftaudit.sources.pyproject import load_toml, tool_table
 
 
 def read_pdm_lock(path: Path, requested: tuple[Requested, ...] = ()) -> LockGraph:
@@ -50,8 +50,8 @@ def _sources(pyproject: Path) -> tuple[str, ...]:
     """PDM keeps its index list in pyproject.toml, not in the lock."""
     if not pyproject.is_file():
         return ()
-    pdm = load_toml(pyproject).get("tool", {}).get("pdm", {})
-    sources = pdm.get("source") if isinstance(pdm, dict) else None
+    pdm = tool_table(load_toml(pyproject), pyproject, "pdm") or {}
+    sources = pdm.get("source")
     return tuple(
         s["url"] for s in (sources or []) if isinstance(s, dict) and isinstance(s.get("url"), str)
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from ftaudit.model import LockedPackage, LockGraph, PinnedFile
-from ftaudit.sources.lockfile import Entry, checked_marker, load_json, parse_hash
+from ftaudit.sources.lockfile import Entry, checked_marker, checked_url, load_json, parse_hash
 
 SUPPORTED_SPEC = 6
 
@@ -19,7 +19,11 @@ def read_pipfile_lock(path: Path) -> LockGraph:
     spec = meta.data.get("pipfile-spec")
     if spec != SUPPORTED_SPEC:
         raise root.error(f"pipfile-spec {spec!r} is not supported (this ftaudit reads 6)")
-    sources = {s.text("name"): s.text("url") for s in meta.entries("sources") if s.opt_text("name")}
+    sources = {
+        s.text("name"): checked_url(s.text("url"), s) or ""
+        for s in meta.entries("sources")
+        if s.opt_text("name")
+    }
     packages: dict[str, LockedPackage] = {}
     for section in ("default", "develop"):
         for name, body in root.mapping(section).items():

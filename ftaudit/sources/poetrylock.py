@@ -16,6 +16,7 @@ from ftaudit.model import Edge, LockedPackage, LockGraph, Requested
 from ftaudit.sources.lockfile import (
     Entry,
     checked_marker,
+    checked_url,
     checked_version,
     parse_hash,
     pinned,
@@ -54,6 +55,8 @@ def _package(e: Entry, with_markers: bool) -> LockedPackage:
     name = e.text("name")
     source = e.mapping("source")
     index = source.get("url") if source.get("type") == "legacy" else None
+    if isinstance(index, str):
+        checked_url(index, e, "source.url")
     reference = None
     if source and source.get("type") not in ("legacy", None):
         reference = f"{source.get('type')}: {source.get('url')}"

@@ -4,13 +4,14 @@ marker, and its wheels and sdist with URLs and hashes."""
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from packaging.pylock import Pylock, PylockUnsupportedVersionError, PylockValidationError
 from packaging.utils import canonicalize_name
 
 from ftaudit.errors import InputError
 from ftaudit.model import Edge, LockedPackage, LockGraph, PinnedFile
-from ftaudit.sources.lockfile import filename_of
+from ftaudit.sources.lockfile import filename_of, split_hash, url_problem
 from ftaudit.sources.pyproject import load_toml
 
 
@@ -23,15 +24,13 @@ def read_pylock(path: Path, direct: frozenset[str] = frozenset()) -> LockGraph:
     except PylockValidationError as exc:
         raise InputError(f"{path}: {exc}") from None
     packages = []
-    for pkg in lock.packages:
+    for i, pkg in enumerate(lock.packages):
         files: list[PinnedFile] = []
-        for w in pkg.wheels or ():
-            name = w.name or (filename_of(w.url) if w.url else "")
-            files.append(_file(name, w.url, w.hashes, w.size))
+        for j, w in enumerate(pkg.wheels or ()):
+            files.append(_file(path, f"packages[{i}].wheels[{j}]", w.name, w.url, w.hashes, w.size))
         if pkg.sdist is not None:
             s = pkg.sdist
-            name = s.name or (filename_of(s.url) if s.url else "")
-            files.append(_file(name, s.url, s.hashes, s.size))
+            files.append(_file(path, f"packages[{i}].sdist", s.name, s.url, s.hashes, s.size))
         reference = None
         if pkg.vcs is not None:
             reference = f"vcs: {pkg.vcs.url or pkg.vcs.path}"
@@ -39,6 +38,10 @@ def read_pylock(path: Path, direct: frozenset[str] = frozenset()) -> LockGraph:
             reference = f"directory: {pkg.directory.path}"
         elif pkg.archive is not None:
             reference = f"archive: {pkg.archive.url or pkg.archive.path}"
+        if pkg.index is not None and (problem := url_problem(pkg.index)):
+            raise InputError(
+                f"{path}: in 'packages[{i}].index': invalid URL {pkg.index!r} ({problem})"
+            )
         edges = tuple(
             Edge(name=canonicalize_name(str(d["name"])))
             for d in (pkg.dependencies or ())
@@ -67,8 +70,25 @@ def read_pylock(path: Path, direct: frozenset[str] = frozenset()) -> LockGraph:
     )
 
 
-def _file(name: str, url: str | None, hashes: object, size: object) -> PinnedFile:
-    pairs = tuple((str(k).lower(), str(v).lower()) for k, v in dict(hashes or {}).items())  # type: ignore[call-overload]
+def _file(
+    path: Path, where: str, name: str | None, url: str | None, hashes: object, size: object
+) -> PinnedFile:
+    """packaging.pylock has checked the types; what it leaves to us is that the URL parses
+    and the digests are digests (a sha256 also names a cache file)."""
+    try:
+        from_url = filename_of(url) if url else ""
+        _ = urlsplit(url).port if url else None  # a port that is not a number raises here
+    except ValueError as exc:
+        raise InputError(f"{path}: in '{where}.url': invalid URL {url!r} ({exc})") from None
+    name = name or from_url
+    pairs = []
+    for algo, digest in dict(hashes or {}).items():  # type: ignore[call-overload]
+        found = None
+        if isinstance(algo, str) and isinstance(digest, str):
+            found = split_hash(f"{algo}:{digest}", strict=True)
+        if found is None:
+            raise InputError(f"{path}: in '{where}.hashes': invalid {algo} hash {digest!r}")
+        pairs.append(found)
     return PinnedFile(
-        filename=name, url=url, hashes=pairs, size=size if isinstance(size, int) else None
+        filename=name, url=url, hashes=tuple(pairs), size=size if isinstance(size, int) else None
     )

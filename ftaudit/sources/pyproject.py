@@ -49,8 +49,28 @@ def load_toml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _table(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+def _table(value: object, path: Path, where: str) -> dict[str, Any]:
+    """A TOML table that may be absent ({}), named in the error when it is not a table."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: in '{where}': expected a table, got {_kind(value)}")
+    return value
+
+
+def _kind(value: object) -> str:
+    return {str: "a string", list: "an array", dict: "a table", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def tool_table(data: dict[str, Any], path: Path, name: str) -> dict[str, Any] | None:
+    """``[tool.<name>]`` of a parsed pyproject.toml (None when absent); a `tool` or a
+    `tool.<name>` that is not a table is an error naming the file and the key."""
+    tool = _table(data.get("tool"), path, "tool")
+    if name not in tool:
+        return None
+    return _table(tool[name], path, f"tool.{name}")
 
 
 def read_project(project_dir: Path) -> ProjectInfo | None:
@@ -58,7 +78,7 @@ def read_project(project_dir: Path) -> ProjectInfo | None:
     if not path.is_file():
         return None
     data = load_toml(path)
-    project = _table(data.get("project"))
+    project = _table(data.get("project"), path, "project")
     requested: list[Requested] = []
 
     def add(line: object, origin: str) -> None:
@@ -71,20 +91,31 @@ def read_project(project_dir: Path) -> ProjectInfo | None:
         raise InputError(f"{path}: project.dependencies must be an array")
     for line in deps:
         add(line, "project.dependencies")
-    for extra, lines in _table(project.get("optional-dependencies")).items():
-        for line in lines if isinstance(lines, list) else []:
+    optional = _table(project.get("optional-dependencies"), path, "project.optional-dependencies")
+    for extra, lines in optional.items():
+        if not isinstance(lines, list):
+            raise InputError(
+                f"{path}: in 'project.optional-dependencies.{extra}': expected an array, "
+                f"got {_kind(lines)}"
+            )
+        for line in lines:
             add(line, f"project.optional-dependencies.{extra}")
-    groups = _table(data.get("dependency-groups"))
+    groups = _table(data.get("dependency-groups"), path, "dependency-groups")
     for group in groups:
         for line in _group_lines(groups, group, path, ()):
             add(line, f"dependency-groups.{group}")
     requested.extend(_poetry_requested(data, path))
     # A group included by another is listed once per including group: keep the first.
     unique = list({(r.name, r.requirement): r for r in reversed(requested)}.values())[::-1]
-    tool = _table(_table(data.get("tool")).get("ftaudit"))
+    tool = tool_table(data, path, "ftaudit") or {}
     requires_python = project.get("requires-python")
-    if not isinstance(requires_python, str):
-        poetry_python = _table(_table(_table(data.get("tool")).get("poetry")).get("dependencies"))
+    if requires_python is not None and not isinstance(requires_python, str):
+        raise InputError(
+            f"{path}: in 'project.requires-python': expected a string, got {_kind(requires_python)}"
+        )
+    if requires_python is None:
+        poetry = tool_table(data, path, "poetry") or {}
+        poetry_python = _table(poetry.get("dependencies"), path, "tool.poetry.dependencies")
         python = poetry_python.get("python")
         requires_python = poetry_specifier(python) if isinstance(python, str) else None
     return ProjectInfo(
@@ -135,15 +166,15 @@ def _group_lines(
 
 
 def _poetry_requested(data: dict[str, Any], path: Path) -> list[Requested]:
-    poetry = _table(_table(data.get("tool")).get("poetry"))
+    poetry = tool_table(data, path, "poetry") or {}
     tables: list[tuple[str, dict[str, Any]]] = [
-        ("tool.poetry.dependencies", _table(poetry.get("dependencies"))),
-        ("tool.poetry.dev-dependencies", _table(poetry.get("dev-dependencies"))),
+        (key, _table(poetry.get(key.rsplit(".", 1)[1]), path, key))
+        for key in ("tool.poetry.dependencies", "tool.poetry.dev-dependencies")
     ]
-    for group, body in _table(poetry.get("group")).items():
-        tables.append(
-            (f"tool.poetry.group.{group}.dependencies", _table(_table(body).get("dependencies")))
-        )
+    for group, body in _table(poetry.get("group"), path, "tool.poetry.group").items():
+        where = f"tool.poetry.group.{group}"
+        deps = _table(body, path, where).get("dependencies")
+        tables.append((f"{where}.dependencies", _table(deps, path, f"{where}.dependencies")))
     out = []
     for origin, table in tables:
         for name, spec in table.items():
@@ -163,9 +194,14 @@ def _poetry_lines(name: str, spec: object, where: str) -> list[str]:
     if not isinstance(spec, dict):
         raise InputError(f"{where}: unexpected value {spec!r}")
     extras = spec.get("extras") or []
+    if not isinstance(extras, list) or not all(isinstance(e, str) for e in extras):
+        raise InputError(f"{where}.extras: expected an array of strings")
+    for key in ("version", "url", "git", "rev"):
+        if key in spec and not isinstance(spec[key], str):
+            raise InputError(f"{where}.{key}: expected a string, got {_kind(spec[key])}")
     head = name + (f"[{','.join(extras)}]" if extras else "")
     if "version" in spec:
-        head += poetry_specifier(str(spec["version"]), where)
+        head += poetry_specifier(spec["version"], where)
     elif "url" in spec:
         head += f" @ {spec['url']}"
     elif "git" in spec:

@@ -30,7 +30,7 @@ from packaging.utils import (
 
 from ftaudit.errors import InputError, first_line
 from ftaudit.model import Requested, RequirementSet
-from ftaudit.sources.lockfile import split_hash
+from ftaudit.sources.lockfile import split_hash, url_problem
 from ftaudit.sources.textfile import read_text
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -229,6 +229,8 @@ def _read_line(
                 raise InputError(f"{where}: option {option} needs a value")
         i += 1
         kind = _VALUE_OPTIONS[option]
+        if kind in ("index_url", "extra_index_url") and (problem := url_problem(value)):
+            raise InputError(f"{where}: {option}: invalid URL {value!r} ({problem})")
         if kind == "index_url":
             state.index_url = value
         elif kind == "extra_index_url":
@@ -275,6 +277,8 @@ def _include(
         raise InputError(
             f"{where}: including a remote requirements file ({value}) is not supported"
         )
+    if problem := url_problem(value):
+        raise InputError(f"{where}: invalid URL {value!r} ({problem})")
     target = Path(unquote(urlsplit(value).path)) if value.startswith("file:") else Path(value)
     if not target.is_absolute():
         target = path.parent / target
@@ -309,6 +313,8 @@ def _direct_reference(text: str, where: str, base: Path) -> tuple[str, str]:
         location, _, marker = location.partition(";")
     location = location.strip()
     marker = marker.strip()
+    if problem := url_problem(location):
+        raise InputError(f"{where}: invalid URL {location!r} ({problem})")
     name = _name_of_location(location, base)
     if name is None:
         raise InputError(

@@ -16,6 +16,7 @@ from ftaudit.model import Edge, LockedPackage, LockGraph, PinnedFile
 from ftaudit.sources.lockfile import (
     Entry,
     checked_marker,
+    checked_url,
     checked_version,
     parse_hash,
     pinned,
@@ -61,12 +62,14 @@ def read_uv_lock(path: Path) -> LockGraph:
 def _edges(entries: list[Entry]) -> tuple[Edge, ...]:
     out = []
     for e in entries:
-        extras = e.data.get("extra") or []
+        extras = e.array("extra")
+        if not all(isinstance(x, str) for x in extras):
+            raise e.error("'extra' should be an array of strings")
         out.append(
             Edge(
                 name=canonicalize_name(e.text("name")),
                 marker=checked_marker(e.opt_text("marker"), e),
-                extras=tuple(canonicalize_name(x) for x in extras if isinstance(x, str)),
+                extras=tuple(canonicalize_name(x) for x in extras),
                 version=checked_version(e.opt_text("version"), e),
             )
         )
@@ -77,6 +80,8 @@ def _package(e: Entry) -> LockedPackage:
     name = e.text("name")
     source = e.mapping("source")
     registry = source.get("registry")
+    if isinstance(registry, str):
+        checked_url(registry, e, "source.registry")
     is_project = any(k in source for k in ("virtual", "editable")) or (
         source.get("directory") == "."
     )
@@ -90,7 +95,7 @@ def _package(e: Entry) -> LockedPackage:
     for w in e.entries("wheels"):
         files.append(_file(w))
     sdist = e.data.get("sdist")
-    if isinstance(sdist, dict):
+    if sdist is not None:
         files.append(_file(Entry(e.path, f"{e.where}.sdist", sdist)))
     optional = tuple(
         (canonicalize_name(extra), _edges(e.entries_in(f"optional-dependencies.{extra}", v)))
