@@ -13,8 +13,6 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftaudit.cache import artifact_key
@@ -22,23 +20,7 @@ from ftaudit.codec import decode_facts, facts_to_json
 from ftaudit.errors import CacheError, IndexIntegrityError, PackageIndexError
 from ftaudit.index.simple import IndexFile, parse_html_page, parse_json_page
 from ftaudit.model import ArtifactFacts, BinaryFormat, Evidence, Extension, Gil, Init, Library
-
-try:
-    from tests.fuzz.harness import Target
-except ModuleNotFoundError:  # pragma: no cover - only before tests/fuzz/harness.py exists
-
-    @dataclass(frozen=True)
-    class Target:  # type: ignore[no-redef]
-        """The fields of tests/fuzz/harness.py's Target that these targets set."""
-
-        name: str
-        run: Callable[[bytes], object]
-        seeds: list[bytes]
-        clean_errors: tuple[type[BaseException], ...]
-        mutators: tuple[Callable[[bytes, random.Random], bytes], ...] = ()
-        instrument: tuple[str, ...] = ("ftaudit",)
-        max_len: int | None = field(default=None)
-
+from tests.fuzz.harness import Target
 
 PAGE_URL = "https://index.example/simple/pkg/"
 _KEY = re.compile(r"(?:url-)?[0-9a-f]{64}")
