@@ -21,6 +21,7 @@ from ftaudit.model import (
     Dependency,
     Gil,
     ImportSite,
+    Incomplete,
     PackageReport,
     Report,
     Status,
@@ -30,6 +31,18 @@ from ftaudit.model import (
 MAX_SITES = 20
 MAX_HELD_BACK = 8
 TRAP_YEARS = 2.0  # a wheel-only fallback this much older than the version asked for
+
+# What to do about an `unknown`, by why the package could not be checked: a run that
+# failed is repeated, only a binary the reader could not prove is a case for --verify.
+_UNKNOWN_NEXT: dict[Incomplete | None, str] = {
+    None: "Scan with --verify to import it in a free-threaded interpreter.",
+    Incomplete.NETWORK: "The index did not answer: scan again when it is reachable.",
+    Incomplete.INDEX: "The index answered with an error: check --index-url and scan again.",
+    Incomplete.OFFLINE: "The cache does not hold it: scan once without --offline.",
+    Incomplete.CACHE: "The cache could not give it back: scan again (it is rebuilt).",
+    Incomplete.INTEGRITY: "A file is not what its digest says: check the lock and the "
+    "index, then scan again.",
+}
 
 ISOLATE_SNIPPET = '''\
 import multiprocessing
@@ -98,8 +111,7 @@ def package_advice(
                     kind="verify",
                     targets=_targets(verdicts),
                     text=f"{dep.display_name}: not determined for {where} "
-                    f"({verdicts[0].reason}). Scan online, or with --verify to import it in "
-                    "a free-threaded interpreter.",
+                    f"({verdicts[0].reason}). {_UNKNOWN_NEXT[verdicts[0].incomplete]}",
                 )
             )
         trap = _trap(dep, status, judged, use, where, verdicts[0])

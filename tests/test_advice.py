@@ -14,6 +14,7 @@ from ftaudit.model import (
     Dependency,
     Evidence,
     ImportSite,
+    Incomplete,
     PackageReport,
     Status,
     Verdict,
@@ -283,3 +284,24 @@ def test_a_ready_package_with_a_free_threading_classifier_gets_a_note() -> None:
     assert note.kind == "note" and claim in note.text
     plain = PackageReport(dependency=dep, verdicts=(ready,), classifiers=("License :: OSI",))
     assert package_advice(plain, {}, {}) == ()
+
+
+@pytest.mark.parametrize(
+    ("incomplete", "says", "never"),
+    [
+        (None, "--verify", "--offline"),
+        (Incomplete.OFFLINE, "without --offline", "--verify"),
+        (Incomplete.NETWORK, "when it is reachable", "--verify"),
+        (Incomplete.INTEGRITY, "digest", "--verify"),
+    ],
+)
+def test_unknown_advice_follows_why_it_is_unknown(
+    incomplete: Incomplete | None, says: str, never: str
+) -> None:
+    """Only a binary the reader could not prove is a case for --verify; a run that failed
+    to check a package is told how to complete it."""
+    verdict = _verdict(Status.UNKNOWN, incomplete=incomplete)
+    (advice,) = package_advice(_pkg(verdict), {}, {})
+    assert advice.kind == "verify"
+    assert says in advice.text
+    assert never not in advice.text
