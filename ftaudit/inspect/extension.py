@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from ftaudit.errors import BinaryFormatError
-from ftaudit.inspect import code, slots
+from ftaudit.inspect import slots, walk
 from ftaudit.inspect.elf import load_elf
 from ftaudit.inspect.image import Image
 from ftaudit.inspect.macho import load_macho
@@ -198,12 +198,12 @@ def judge_entry(
             init,
             f"imports neither {DEF_INIT} nor {SET_GIL}: no way to declare Py_mod_gil",
         )
-    if not code.can_walk(image):
+    if not walk.can_walk(image):
         return _judge_by_data(image, module, ft, record)
 
     entry = image.exports[entry_name]
-    walk = code.walk(image, entry & ~1 if image.arch == "arm" else entry)
-    return _decide(image, module, ft, walk, entry_name, record)
+    walked = walk.walk(image, entry & ~1 if image.arch == "arm" else entry)
+    return _decide(image, module, ft, walked, entry_name, record)
 
 
 def _find_export(image: Image, short: str) -> tuple[str | None, Init]:
@@ -242,15 +242,15 @@ Record = Callable[[Gil, Init, str], Extension]
 
 def _judge_export(image: Image, entry_name: str, record: Record) -> Extension:
     """PEP 793: PyModExport_<name> returns the slot array itself."""
-    if not code.can_walk(image):
+    if not walk.can_walk(image):
         return record(Gil.UNKNOWN, Init.EXPORT, f"no code reader for {image.arch} yet")
-    walk = code.walk(image, image.exports[entry_name])
+    walked = walk.walk(image, image.exports[entry_name])
     findings = set()
     details = []
-    for ev in walk.events:
+    for ev in walked.events:
         if ev.name is None and ev.args and ev.args[0]:
             f = slots.read_slots(
-                code.TrustedView(ev.memory) if ev.imprecise else ev.memory,
+                walk.TrustedView(ev.memory) if ev.imprecise else ev.memory,
                 ev.args[0],
                 image.pointer_size,
                 image.where(ev.args[0]),
@@ -269,7 +269,7 @@ def _decide(
     image: Image,
     module: str,
     ft: bool | None,
-    walk: code.Walk,
+    walked: walk.Walk,
     entry_name: str,
     record: Record,
 ) -> Extension:
@@ -277,7 +277,7 @@ def _decide(
     single: dict[Gil, str] = {}
     created = False
     unresolved_def = False
-    for ev in walk.events:
+    for ev in walked.events:
         if ev.name == DEF_INIT:
             def_addr = ev.args[0]
             if def_addr is None:
@@ -302,13 +302,13 @@ def _decide(
             if multi
             else _agree(single, Init.SINGLE_PHASE, record, False)
         )
-        if walk.exhausted and found.gil is not Gil.UNKNOWN:
+        if walked.exhausted and found.gil is not Gil.UNKNOWN:
             # The verdict rests on the paths walked; say when that was not all of them.
             found = replace(
                 found, detail=f"{found.detail} (the walk's budget ended before every path)"
             )
         return found
-    budget = " (the walk ran out of budget)" if walk.exhausted else ""
+    budget = " (the walk ran out of budget)" if walked.exhausted else ""
     if unresolved_def:
         return record(
             Gil.UNKNOWN,
@@ -344,7 +344,7 @@ def _agree(found: dict[Gil, str], init: Init, record: Record, partial: bool) -> 
 
 def _read_def(
     image: Image,
-    mem: code.Memory,
+    mem: walk.Memory,
     def_addr: int,
     module: str,
     ft: bool | None,
@@ -363,7 +363,7 @@ def _read_def(
         return slots.SlotFinding(
             Gil.UNKNOWN, f"the definition passed at {where} does not name {module} ({shown})"
         )
-    entries: slots.Readable = code.TrustedView(mem) if trusted_only else mem
+    entries: slots.Readable = walk.TrustedView(mem) if trusted_only else mem
     finding = _def_slots(image, mem, entries, def_addr, layout, from_data=False)
     if trusted_only and finding.gil is Gil.UNKNOWN and "not readable" in finding.detail:
         return slots.SlotFinding(
