@@ -2,19 +2,67 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ftaudit.inspect.image import Image
+from ftaudit.inspect.image import STACK_SPAN, Image
 
 # int: a known 64-bit value; bytes: a vector register (a Partial when only partly known,
 # also for a general register); None: unknown.
 Value = int | bytes | None
 
-_UNKNOWN_BYTE = -1
-# Added to a byte the path wrote before a call it stepped over, which could have changed
-# it: the walk goes on reading it, a verdict may not rest on it (Memory.trusted).
+# What the walk's memories may allocate, over every fork of one walk: bytes of pages
+# (each written byte costs 8 bytes of page, and a path that writes a page it shares with
+# another copies it).
+MAX_MEMORY_BYTES = 64 << 20
+_PAGE_BITS = 6
+_PAGE = 1 << _PAGE_BITS
+_ENTRY_BYTES = 8  # array("q")
+# A page entry: 0 for a byte never written, else _WRITTEN | epoch << _EPOCH_SHIFT | code,
+# where code is the byte's value or _UNKNOWN, and epoch says when it was written (see
+# Memory.go_stale).
+_WRITTEN = 0x200
+_UNKNOWN = 0x100
+_CODE = 0x1FF
+_EPOCH_SHIFT = 10
+# How a byte written before a call the path stepped over reads in the signature (that
+# call could have changed it: the walk goes on reading it, a verdict may not rest on it;
+# see Memory.trusted), and how an unknown byte does.
 _STALE = 0x100
+_UNKNOWN_BYTE = -1
+_NEVER = [0] * _PAGE
+
+
+class BudgetEnded(Exception):
+    """A walk's budget ran out; the walk stops and says which (`reason`)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Ledger:
+    """What the memories of one walk have allocated: shared by every fork, so that the
+    walk's memory is bounded whatever the paths do."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = MAX_MEMORY_BYTES if limit is None else limit
+        self.used = 0
+
+    def charge(self, nbytes: int) -> None:
+        self.used += nbytes
+        if self.used > self.limit:
+            raise BudgetEnded(f"the walk's budget of {_size(self.limit)} of written memory ended")
+
+
+def _size(nbytes: int) -> str:
+    for unit, shift in (("MiB", 20), ("KiB", 10)):
+        if nbytes >= 1 << shift and nbytes % (1 << shift) == 0:
+            return f"{nbytes >> shift} {unit}"
+    return f"{nbytes} bytes"
 
 
 class Partial(bytes):
@@ -58,44 +106,171 @@ def vec_int(v: bytes, size: int) -> int | None:
 class Memory:
     """Bytes written by the walked code, over the image's own (relocated) contents.
 
-    `signature` is an order-independent hash of everything written outside the stack: two
-    paths at the same address with the same signature can only differ in registers and
-    stack, so the walk keeps one of them.
+    Written bytes live in pages shared copy-on-write: a fork shares the page table and
+    every page until one side writes, so forking costs nothing and a path pays only for
+    the pages it changes. Each byte records the epoch it was written in; a stepped-over
+    call raises a barrier (one for the stack, one for the rest), and a byte written
+    before its barrier is stale, so "everything so far may have changed" costs nothing.
+
+    `signature` is an order-independent hash of everything written outside the stack,
+    stale bytes apart from fresh ones: two paths at the same address with the same
+    signature can only differ in registers and stack, so the walk keeps one of them. It
+    is kept as two parts, what stays as it is and the fresh bytes (with what they would
+    hash to once stale), so that a barrier moves one into the other at once.
     """
 
-    __slots__ = ("bytes_", "image", "signature")
+    __slots__ = (
+        "_barrier",
+        "_epoch",
+        "_fixed",
+        "_fresh",
+        "_fresh_stale",
+        "_own",
+        "_pages",
+        "_stack_barrier",
+        "_stack_page",
+        "image",
+        "ledger",
+    )
 
-    def __init__(self, image: Image, bytes_: dict[int, int] | None = None, signature: int = 0):
+    def __init__(self, image: Image, ledger: Ledger | None = None) -> None:
         self.image = image
-        self.bytes_: dict[int, int] = bytes_ if bytes_ is not None else {}
-        self.signature = signature
+        self.ledger = ledger if ledger is not None else Ledger()
+        self._pages: dict[int, array[int]] = {}
+        # Pages this memory may change in place; None while the page table is shared.
+        self._own: set[int] | None = set()
+        self._epoch = 0
+        self._barrier = 0  # bytes outside the stack written before this epoch are stale
+        self._stack_barrier = 0  # the same for the stack
+        self._fixed = 0  # signature of unknown and stale bytes
+        self._fresh = 0  # ... of fresh bytes
+        self._fresh_stale = 0  # ... of the fresh bytes as they will hash once stale
+        # Pages from this one up are the stack (its lower end is page-aligned).
+        self._stack_page = (image.ranges.stack - STACK_SPAN) >> _PAGE_BITS
+
+    @property
+    def signature(self) -> int:
+        return self._fixed ^ self._fresh
 
     def copy(self) -> Memory:
-        return Memory(self.image, dict(self.bytes_), self.signature)
+        new = Memory.__new__(Memory)
+        new.image, new.ledger, new._stack_page = self.image, self.ledger, self._stack_page
+        new._pages = self._pages
+        new._own = self._own = None
+        new._epoch, new._barrier, new._stack_barrier = (
+            self._epoch,
+            self._barrier,
+            self._stack_barrier,
+        )
+        new._fixed, new._fresh, new._fresh_stale = self._fixed, self._fresh, self._fresh_stale
+        return new
 
-    def _put(self, addr: int, byte: int) -> None:
-        if not self.image.ranges.is_stack(addr):  # the stack does not sign
-            old = self.bytes_.get(addr)
-            if old is not None:
-                self.signature ^= hash((addr, old))
-            self.signature ^= hash((addr, byte))
-        self.bytes_[addr] = byte
+    def _writable_page(self, number: int) -> array[int]:
+        own = self._own
+        if own is None:
+            self.ledger.charge(len(self._pages) * _ENTRY_BYTES)
+            self._pages = dict(self._pages)
+            own = self._own = set()
+        page = self._pages.get(number)
+        if page is None or number not in own:
+            self.ledger.charge(_PAGE * _ENTRY_BYTES)
+            page = array("q", _NEVER if page is None else page)
+            self._pages[number] = page
+            own.add(number)
+        return page
+
+    def _store(self, addr: int, codes: Sequence[int]) -> None:
+        """Write bytes (values, or _UNKNOWN) at `addr` in the current epoch."""
+        stamp = _WRITTEN | self._epoch << _EPOCH_SHIFT
+        pos, i, n = addr, 0, len(codes)
+        while i < n:
+            number, offset = pos >> _PAGE_BITS, pos & (_PAGE - 1)
+            page = self._writable_page(number)
+            count = min(n - i, _PAGE - offset)
+            if number >= self._stack_page:  # the stack does not sign
+                for k in range(count):
+                    page[offset + k] = stamp | codes[i + k]
+            else:
+                for k in range(count):
+                    self._sign(pos + k, page[offset + k])
+                    code = codes[i + k]
+                    page[offset + k] = stamp | code
+                    if code == _UNKNOWN:
+                        self._fixed ^= hash((pos + k, _UNKNOWN_BYTE))
+                    else:
+                        self._fresh ^= hash((pos + k, code))
+                        self._fresh_stale ^= hash((pos + k, code | _STALE))
+            pos, i = pos + count, i + count
+
+    def _sign(self, addr: int, entry: int) -> None:
+        """Take a byte outside the stack out of the signature (XOR is its own inverse)."""
+        if not entry:
+            return
+        code = entry & _CODE
+        if code == _UNKNOWN:
+            self._fixed ^= hash((addr, _UNKNOWN_BYTE))
+        elif entry >> _EPOCH_SHIFT < self._barrier:
+            self._fixed ^= hash((addr, code | _STALE))
+        else:
+            self._fresh ^= hash((addr, code))
+            self._fresh_stale ^= hash((addr, code | _STALE))
+
+    def _view(self, addr: int, size: int) -> list[int | None]:
+        """The bytes as written: None where never written, _UNKNOWN_BYTE where written
+        with an unknown value, the value | _STALE where written before its barrier."""
+        out: list[int | None] = []
+        pos, end = addr, addr + size
+        while pos < end:
+            number, offset = pos >> _PAGE_BITS, pos & (_PAGE - 1)
+            count = min(end - pos, _PAGE - offset)
+            page = self._pages.get(number)
+            if page is None:
+                out.extend([None] * count)
+            else:
+                barrier = self._stack_barrier if number >= self._stack_page else self._barrier
+                for entry in page[offset : offset + count]:
+                    if not entry:
+                        out.append(None)
+                    elif entry & _UNKNOWN:
+                        out.append(_UNKNOWN_BYTE)
+                    elif entry >> _EPOCH_SHIFT < barrier:
+                        out.append((entry & 0xFF) | _STALE)
+                    else:
+                        out.append(entry & 0xFF)
+            pos += count
+        return out
+
+    def _written(self, addr: int, size: int) -> bool:
+        """Whether the path wrote any of these bytes."""
+        pages = self._pages
+        if not pages:
+            return False
+        pos, end = addr, addr + size
+        while pos < end:
+            number, offset = pos >> _PAGE_BITS, pos & (_PAGE - 1)
+            count = min(end - pos, _PAGE - offset)
+            page = pages.get(number)
+            if page is not None and any(page[offset : offset + count]):
+                return True
+            pos += count
+        return False
 
     def write(self, addr: int, size: int, value: Value) -> None:
+        if size <= 0:
+            return
         if isinstance(value, int):
-            raw = (value & ((1 << (8 * size)) - 1)).to_bytes(size, self._order())
-            for i, b in enumerate(raw):
-                self._put(addr + i, b)
+            self._store(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, self._order()))
         elif isinstance(value, bytes):
             unknown = value.unknown if isinstance(value, Partial) else frozenset()
-            for i in range(size):
-                if i in unknown:
-                    self._put(addr + i, _UNKNOWN_BYTE)
-                else:
-                    self._put(addr + i, value[i] if i < len(value) else 0)
+            self._store(
+                addr,
+                [
+                    _UNKNOWN if i in unknown else value[i] if i < len(value) else 0
+                    for i in range(size)
+                ],
+            )
         else:
-            for i in range(size):
-                self._put(addr + i, _UNKNOWN_BYTE)
+            self._store(addr, [_UNKNOWN] * size)
 
     def clobber(self, addr: int, size: int) -> None:
         self.write(addr, size, None)
@@ -103,13 +278,15 @@ class Memory:
     def go_stale(self, *, keep_stack: bool) -> None:
         """Mark what the path wrote as possibly changed by a function it stepped over:
         everything outside the stack, and the stack too unless `keep_stack`."""
-        ranges = self.image.ranges
-        for addr, byte in self.bytes_.items():
-            if 0 <= byte < _STALE and not (keep_stack and ranges.is_stack(addr)):
-                self._put(addr, byte | _STALE)
+        self._epoch += 1
+        self._barrier = self._epoch
+        self._fixed ^= self._fresh_stale
+        self._fresh = self._fresh_stale = 0
+        if not keep_stack:
+            self._stack_barrier = self._epoch
 
     def read_bytes(self, addr: int, size: int) -> bytes | None:
-        written = [self.bytes_.get(addr + i) for i in range(size)]
+        written = self._view(addr, size)
         if all(b is None for b in written):
             if self.image.touches_relocation(addr, size) or any(
                 a in self.image.relocated for a in range(addr, addr + size)
@@ -165,13 +342,12 @@ class Memory:
     def trusted(self, addr: int, size: int) -> bool:
         """Whether these bytes are known on an imprecise path: written by the path itself
         after the last call it stepped over, or in memory no code can write."""
-        written = [self.bytes_.get(addr + i) for i in range(size)]
-        if all(b is not None and 0 <= b < _STALE for b in written):
+        if all(b is not None and 0 <= b < _STALE for b in self._view(addr, size)):
             return True
         return not (self.image.is_writable(addr) or self.image.ranges.is_dynamic(addr))
 
     def read_int(self, addr: int, size: int, *, signed: bool = False) -> int | None:
-        if not any((addr + i) in self.bytes_ for i in range(size)):
+        if not self._written(addr, size):
             return self.image.read_int(addr, size, signed=signed)
         raw = self.read_bytes(addr, size)
         if raw is None:
@@ -182,7 +358,7 @@ class Memory:
         return self.read_int(addr, self.image.pointer_size)
 
     def read_cstring(self, addr: int) -> str | None:
-        if any((addr + i) in self.bytes_ for i in range(64)):
+        if self._written(addr, 64):
             out = bytearray()
             while len(out) < 512:
                 b = self.read_bytes(addr + len(out), 1)
