@@ -23,7 +23,9 @@ from ftaudit.inspect.walk.calls import RECORDED
 from ftaudit.inspect.walk.machine import (
     MAX_STEPS,
     REACH_BUDGET,
+    WALK_CPU_SECONDS,
     WIDE_REACH_BUDGET,
+    Budget,
     Event,
     Machine,
     Walk,
@@ -34,6 +36,7 @@ from ftaudit.inspect.walk.x86 import X86, X86_32, X86Win64
 __all__ = [
     "MAX_STEPS",
     "RECORDED",
+    "WALK_CPU_SECONDS",
     "Event",
     "Memory",
     "Partial",
@@ -45,7 +48,9 @@ __all__ = [
 ]
 
 
-def walk(image: Image, entry: int) -> Walk:
+def walk(
+    image: Image, entry: int, *, deadline: float | None = None, deadline_reason: str | None = None
+) -> Walk:
     """Walk every path from `entry` within the budgets and collect its events.
 
     A function is walked into unless a bounded look at its call graph shows it cannot
@@ -57,20 +62,26 @@ def walk(image: Image, entry: int) -> Walk:
     declare: PyO3 reaches its module's creation only through the vtable of a closure that
     a once-cell runs, inside a make_module the first walk stepped over. Each walk is
     sound on its own; the first that reaches a declaration is the one reported."""
-    first = _machine(image, REACH_BUDGET)
+    budget = Budget(deadline, deadline_reason)
+    first = _machine(image, REACH_BUDGET, eager=False, budget=budget)
     found = first.run(entry)
-    if found.declared_at is not None:
+    if found.declared_at is not None or found.final:
         return found
-    for budget, eager in ((WIDE_REACH_BUDGET, False), (REACH_BUDGET, True)):
-        machine = _machine(image, budget, eager=eager)
+    for reach, eager in ((WIDE_REACH_BUDGET, False), (REACH_BUDGET, True)):
+        machine = _machine(image, reach, eager=eager, budget=budget)
         machine.share_decoding(first)
         again = machine.run(entry)
         if again.declared_at is not None:
             return again
+        if again.final:
+            # Only this run's events are lost: the first's stand, with the reason the
+            # search for more ended.
+            found.stopped, found.final = again.stopped, True
+            break
     return found
 
 
-def _machine(image: Image, reach_budget: int, *, eager: bool = False) -> Machine:
+def _machine(image: Image, reach_budget: int, *, eager: bool, budget: Budget) -> Machine:
     if image.arch == "x86_64":
         cls: type[Machine] = X86Win64 if image.abi == "win64" else X86
     elif image.arch == "i386" and image.abi != "win32":
@@ -79,7 +90,7 @@ def _machine(image: Image, reach_budget: int, *, eager: bool = False) -> Machine
         cls = Arm64
     else:
         raise ValueError(f"no code reader for {image.arch}")
-    return cls(image, reach_budget, eager=eager)
+    return cls(image, reach_budget, eager=eager, budget=budget)
 
 
 def can_walk(image: Image) -> bool:

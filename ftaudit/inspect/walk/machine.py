@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ import capstone
 
 from ftaudit.inspect.image import HEAP_BLOCK, Image
 from ftaudit.inspect.walk.calls import ALLOCATORS, MODELLED, RECORDED, WRITES_THROUGH, ZEROED
-from ftaudit.inspect.walk.memory import Memory, Value
+from ftaudit.inspect.walk.memory import BudgetEnded, Ledger, Memory, Value
 
 MAX_STEPS = 40_000  # instructions over all paths of one export
 # Once a path has reached a declaration, other paths are walked only this much further,
@@ -23,11 +24,38 @@ LOOP_EXIT_AFTER = 6  # a branch back into code this path ran that often takes th
 MAX_GLOBAL_VISITS = 8  # distinct memory states that may run one address
 MAX_DEPTH = 6  # nested calls into the binary's own functions
 MASK64 = (1 << 64) - 1
+_STEPS_ENDED = f"the walk's budget of {MAX_STEPS:,} instructions ended"
+_PATHS_ENDED = f"the walk's budget of {MAX_PATHS} paths ended"
 _SENTINEL = 0x7D00_0000_0000_0000
 REACH_BUDGET = 6000  # instructions a reachability check may look at
 # ... and on a second walk, when the first found nothing within its budget.
 WIDE_REACH_BUDGET = 30_000
 _SMALL_FUNCTION = 200  # instructions: below this a function is always walked
+# CPU time (of the thread) one export's walk may take, all its runs together. The other
+# budgets bound the walk by design; this one is a backstop, generous enough never to be
+# what decides on a machine in good health.
+WALK_CPU_SECONDS = 5.0
+_CPU_CHECK_EVERY = 256  # instructions between looks at the clock
+
+
+class Budget:
+    """What one export's walk may spend, shared by its successive runs: the memory its
+    states allocate, and CPU time up to a deadline (of `time.thread_time`)."""
+
+    __slots__ = ("deadline", "ledger", "reason")
+
+    def __init__(self, deadline: float | None = None, reason: str | None = None) -> None:
+        own = time.thread_time() + WALK_CPU_SECONDS
+        self.ledger = Ledger()
+        if deadline is not None and deadline < own:
+            self.deadline, self.reason = deadline, reason or "the CPU time budget ended"
+        else:
+            self.deadline = own
+            self.reason = f"the walk's budget of {WALK_CPU_SECONDS:g} s of CPU time ended"
+
+    def check_clock(self) -> None:
+        if time.thread_time() > self.deadline:
+            raise BudgetEnded(self.reason)
 
 
 @dataclass(slots=True)
@@ -49,6 +77,11 @@ class Walk:
     steps: int = 0
     paths: int = 0
     exhausted: bool = False  # a budget ran out before every path ended
+    # Which budget ended: "the walk's budget of N ... ended".
+    stopped: str | None = None
+    # The budget that ended is one the walk's runs share (memory, CPU): another run would
+    # end the same way.
+    final: bool = False
     declared_at: int | None = None  # steps taken when a path first reached a declaration
 
 
@@ -101,8 +134,17 @@ class Machine(ABC):
     callee_saved: tuple[str, ...] = ()
     link: str | None = None  # link register (arm64), else the return address is pushed
 
-    def __init__(self, image: Image, reach_budget: int = REACH_BUDGET, *, eager: bool = False):
+    def __init__(
+        self,
+        image: Image,
+        reach_budget: int = REACH_BUDGET,
+        *,
+        eager: bool = False,
+        budget: Budget | None = None,
+    ):
         self.image = image
+        self.budget = budget if budget is not None else Budget()
+        self._todo: list[State] = []
         self.reach_budget = reach_budget
         # Count a call through a register as one that may declare (see walk()).
         self.eager = eager
@@ -135,8 +177,10 @@ class Machine(ABC):
             return self._decoded[pc]
         seg = self.image.segment_at(pc)
         insn = None
-        if seg is not None and seg.executable:
-            code = self.image.read(pc, min(16, seg.vaddr + seg.memsz - pc))
+        # Only the file's bytes hold code: the zero fill past them (a segment whose size
+        # in memory exceeds its file size) decodes as `add [rax], al` without end.
+        if seg is not None and seg.executable and pc < seg.vaddr + len(seg.data):
+            code = self.image.read(pc, min(16, seg.vaddr + len(seg.data) - pc))
             if code:
                 insn = next(self.md.disasm(code, pc, 1), None)
         self._decoded[pc] = insn
@@ -144,16 +188,44 @@ class Machine(ABC):
 
     def run(self, entry: int) -> Walk:
         result = Walk()
-        start = State(entry, {self.sp: self.image.ranges.stack}, Memory(self.image), [], {})
+        memory = Memory(self.image, self.budget.ledger)
+        start = State(entry, {self.sp: self.image.ranges.stack}, memory, [], {})
         self._global: dict[tuple[int, ...], set[int]] = {}
-        todo = [start]
-        while todo:
-            if result.paths >= MAX_PATHS or result.steps >= self._limit(result):
-                result.exhausted = True
-                break
-            result.paths += 1
-            self._run_path(todo.pop(), todo, result)
+        self._walk = result
+        todo = self._todo = [start]
+        try:
+            while todo:
+                if result.steps >= self._limit(result):
+                    result.exhausted = True
+                    result.stopped = _STEPS_ENDED
+                    break
+                if result.paths >= MAX_PATHS:
+                    result.exhausted = True
+                    break
+                result.paths += 1
+                self._run_path(todo.pop(), todo, result)
+        except BudgetEnded as ended:
+            result.exhausted, result.stopped, result.final = True, ended.reason, True
+        finally:
+            self._todo = []
+        if result.exhausted and result.stopped is None:
+            result.stopped = _PATHS_ENDED
         return result
+
+    def _queue(self, todo: list[State], state: State, target: int) -> None:
+        """Queue the other side of a branch. The walk pops at most MAX_PATHS paths, the
+        newest first: a path queued below as many as it has pops left is never walked,
+        so it is dropped (the walk then did not walk every path) rather than kept."""
+        if todo is not self._todo:  # a scratch walk (_stub_import)
+            todo.append(state.fork(target))
+            return
+        left = MAX_PATHS - self._walk.paths
+        if len(todo) >= left:
+            self._walk.exhausted = True
+            if left <= 0:
+                return
+            del todo[: len(todo) - left + 1]
+        todo.append(state.fork(target))
 
     def _run_path(self, state: State, todo: list[State], result: Walk) -> None:
         while result.steps < self._limit(result):
@@ -182,9 +254,12 @@ class Machine(ABC):
             if insn is None:
                 return
             result.steps += 1
+            if not result.steps % _CPU_CHECK_EVERY:
+                self.budget.check_clock()
             if not self.step(state, insn, todo, result):
                 return
         result.exhausted = True
+        result.stopped = _STEPS_ENDED
 
     # --- control flow shared by the architectures -------------------------------------
 
@@ -362,7 +437,7 @@ class Machine(ABC):
             if ahead:
                 state.pc = target
                 return
-            todo.append(state.fork(target))
+            self._queue(todo, state, target)
         state.pc = fallthrough
 
     def jump(self, state: State, target: Value, result: Walk) -> bool:
