@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.build import AARCH64_FLAGS
-from ftaudit.inspect import code
+from ftaudit.inspect import walk
 from ftaudit.inspect.extension import (
     inspect_binary,
     load_image,
@@ -128,7 +128,7 @@ def test_a_declaration_reached_only_through_a_function_pointer(
     image = load_image(so.read_bytes())
     assert image is not None
     image.ensure_relocated()
-    walked = code.walk(image, image.exports[f"PyInit_{name}"])
+    walked = walk.walk(image, image.exports[f"PyInit_{name}"])
     assert ("budget ended before every path" in ext.detail) == walked.exhausted
 
 

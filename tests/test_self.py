@@ -26,7 +26,7 @@ def test_importing_ftaudit_keeps_the_gil_disabled(self_venv: Path) -> None:
     code = (
         "import sys, warnings\n"
         "warnings.simplefilter('error')\n"
-        "import ftaudit.cli, ftaudit.scan, ftaudit.inspect.code\n"
+        "import ftaudit.cli, ftaudit.scan, ftaudit.inspect.walk\n"
         "import capstone, elftools, rich, urllib3\n"
         "capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)\n"
         "print(int(sys._is_gil_enabled()))\n"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from array import array
 from collections.abc import Callable
 from dataclasses import replace
 
 from ftaudit.errors import BinaryFormatError
-from ftaudit.inspect import code, slots
+from ftaudit.inspect import slots, walk
 from ftaudit.inspect.elf import load_elf
 from ftaudit.inspect.image import Image
 from ftaudit.inspect.macho import load_macho
@@ -36,6 +37,9 @@ _RUNTIME = frozenset({"abort", "free", "malloc", "calloc", "realloc", "memcpy", 
 _TAG_IN_NAME = re.compile(r"\.cpython-(\d+)(t?)[-.]|\.cp(\d+)(t?)-|\.abi3(t?)\.")
 
 Loader = Callable[[bytes], Image]
+# CPU time (of the thread) the walks of one binary's slices may take together; each
+# export's walk has its own budget too (walk.WALK_CPU_SECONDS).
+FILE_CPU_SECONDS = 12.0
 
 
 def binary_format(head: bytes) -> BinaryFormat | None:
@@ -84,7 +88,10 @@ def inspect_binary(path: str, data: bytes) -> Extension | Library:
     fmt = binary_format(data[:4])
     if fmt is None:
         raise BinaryFormatError("not an ELF, Mach-O or PE file")
-    return _judge_slices([judge(image, path, fmt) for image in _images(fmt, data)])
+    deadline = time.thread_time() + FILE_CPU_SECONDS
+    return _judge_slices(
+        [judge(image, path, fmt, deadline=deadline) for image in _images(fmt, data)]
+    )
 
 
 def _images(fmt: BinaryFormat, data: bytes) -> list[Image]:
@@ -113,7 +120,9 @@ def _judge_slices(found: list[Extension | Library]) -> Extension | Library:
     )
 
 
-def judge(image: Image, path: str, fmt: BinaryFormat) -> Extension | Library:
+def judge(
+    image: Image, path: str, fmt: BinaryFormat, *, deadline: float | None = None
+) -> Extension | Library:
     module = module_name(path)
     short = module.rsplit(".", 1)[-1]
     entry_name, kind = _find_export(image, short)
@@ -160,7 +169,7 @@ def judge(image: Image, path: str, fmt: BinaryFormat) -> Extension | Library:
             ),
             handed_to=handed,
         )
-    return judge_entry(image, entry_name, kind, module, ft, record)
+    return judge_entry(image, entry_name, kind, module, ft, record, deadline=deadline)
 
 
 def handed_over(image: Image) -> tuple[str, ...]:
@@ -179,12 +188,20 @@ def handed_over(image: Image) -> tuple[str, ...]:
 
 
 def judge_entry(
-    image: Image, entry_name: str, kind: Init, module: str, ft: bool | None, record: Record
+    image: Image,
+    entry_name: str,
+    kind: Init,
+    module: str,
+    ft: bool | None,
+    record: Record,
+    *,
+    deadline: float | None = None,
 ) -> Extension:
-    """What the code at export `entry_name` of `image` declares for `module`."""
+    """What the code at export `entry_name` of `image` declares for `module`; `deadline`
+    (of time.thread_time) bounds the walk besides its own budgets."""
     imports = image.imports
     if kind is Init.EXPORT:
-        return _judge_export(image, entry_name, record)
+        return _judge_export(image, entry_name, record, deadline)
     if (
         DEF_INIT not in imports
         and SET_GIL not in imports
@@ -198,12 +215,17 @@ def judge_entry(
             init,
             f"imports neither {DEF_INIT} nor {SET_GIL}: no way to declare Py_mod_gil",
         )
-    if not code.can_walk(image):
+    if not walk.can_walk(image):
         return _judge_by_data(image, module, ft, record)
 
     entry = image.exports[entry_name]
-    walk = code.walk(image, entry & ~1 if image.arch == "arm" else entry)
-    return _decide(image, module, ft, walk, entry_name, record)
+    walked = walk.walk(
+        image,
+        entry & ~1 if image.arch == "arm" else entry,
+        deadline=deadline,
+        deadline_reason=_file_budget_ended(),
+    )
+    return _decide(image, module, ft, walked, entry_name, record)
 
 
 def _find_export(image: Image, short: str) -> tuple[str | None, Init]:
@@ -240,17 +262,25 @@ def _free_threaded(image: Image, path: str) -> bool | None:
 Record = Callable[[Gil, Init, str], Extension]
 
 
-def _judge_export(image: Image, entry_name: str, record: Record) -> Extension:
+def _file_budget_ended() -> str:
+    return f"the budget of {FILE_CPU_SECONDS:g} s of CPU time for this file ended"
+
+
+def _judge_export(
+    image: Image, entry_name: str, record: Record, deadline: float | None
+) -> Extension:
     """PEP 793: PyModExport_<name> returns the slot array itself."""
-    if not code.can_walk(image):
+    if not walk.can_walk(image):
         return record(Gil.UNKNOWN, Init.EXPORT, f"no code reader for {image.arch} yet")
-    walk = code.walk(image, image.exports[entry_name])
+    walked = walk.walk(
+        image, image.exports[entry_name], deadline=deadline, deadline_reason=_file_budget_ended()
+    )
     findings = set()
     details = []
-    for ev in walk.events:
+    for ev in walked.events:
         if ev.name is None and ev.args and ev.args[0]:
             f = slots.read_slots(
-                code.TrustedView(ev.memory) if ev.imprecise else ev.memory,
+                walk.TrustedView(ev.memory) if ev.imprecise else ev.memory,
                 ev.args[0],
                 image.pointer_size,
                 image.where(ev.args[0]),
@@ -261,7 +291,10 @@ def _judge_export(image: Image, entry_name: str, record: Record) -> Extension:
     if len(findings) == 1:
         return record(findings.pop(), Init.EXPORT, f"{entry_name} returns slots: {details[0]}")
     if not findings:
-        return record(Gil.UNKNOWN, Init.EXPORT, f"could not follow {entry_name} to its slots")
+        budget = f" ({walked.stopped})" if walked.exhausted else ""
+        return record(
+            Gil.UNKNOWN, Init.EXPORT, f"could not follow {entry_name} to its slots{budget}"
+        )
     return record(Gil.UNKNOWN, Init.EXPORT, "paths of the export disagree: " + "; ".join(details))
 
 
@@ -269,7 +302,7 @@ def _decide(
     image: Image,
     module: str,
     ft: bool | None,
-    walk: code.Walk,
+    walked: walk.Walk,
     entry_name: str,
     record: Record,
 ) -> Extension:
@@ -277,7 +310,7 @@ def _decide(
     single: dict[Gil, str] = {}
     created = False
     unresolved_def = False
-    for ev in walk.events:
+    for ev in walked.events:
         if ev.name == DEF_INIT:
             def_addr = ev.args[0]
             if def_addr is None:
@@ -302,13 +335,13 @@ def _decide(
             if multi
             else _agree(single, Init.SINGLE_PHASE, record, False)
         )
-        if walk.exhausted and found.gil is not Gil.UNKNOWN:
+        if walked.exhausted and found.gil is not Gil.UNKNOWN:
             # The verdict rests on the paths walked; say when that was not all of them.
             found = replace(
                 found, detail=f"{found.detail} (the walk's budget ended before every path)"
             )
         return found
-    budget = " (the walk ran out of budget)" if walk.exhausted else ""
+    budget = f" ({walked.stopped})" if walked.exhausted else ""
     if unresolved_def:
         return record(
             Gil.UNKNOWN,
@@ -344,7 +377,7 @@ def _agree(found: dict[Gil, str], init: Init, record: Record, partial: bool) -> 
 
 def _read_def(
     image: Image,
-    mem: code.Memory,
+    mem: walk.Memory,
     def_addr: int,
     module: str,
     ft: bool | None,
@@ -363,7 +396,7 @@ def _read_def(
         return slots.SlotFinding(
             Gil.UNKNOWN, f"the definition passed at {where} does not name {module} ({shown})"
         )
-    entries: slots.Readable = code.TrustedView(mem) if trusted_only else mem
+    entries: slots.Readable = walk.TrustedView(mem) if trusted_only else mem
     finding = _def_slots(image, mem, entries, def_addr, layout, from_data=False)
     if trusted_only and finding.gil is Gil.UNKNOWN and "not readable" in finding.detail:
         return slots.SlotFinding(
