@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ftaudit.inspect import walk
+from ftaudit.errors import BinaryFormatError
+from ftaudit.inspect import elf, walk
 from ftaudit.inspect.artifact import inspect_wheel
 from ftaudit.inspect.elf import load_elf
 from ftaudit.inspect.extension import inspect_binary, load_image
@@ -33,7 +34,12 @@ def _member(wheel: Path, suffix: str) -> tuple[str, bytes]:
         return name, zf.read(name)
 
 
-def test_code_in_a_segments_zero_fill_is_not_walked() -> None:
+def test_code_in_a_segments_zero_fill_is_not_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The loader refuses the file (its segment claims to reach over the next one) ...
+    with pytest.raises(BinaryFormatError, match="overlaps"):
+        inspect_binary(ZERO_FILL.name, ZERO_FILL.read_bytes())
+    # ... and were it laid out anyway, the walk would not decode the zero fill.
+    monkeypatch.setattr(elf, "_check_layout", lambda segments: None)
     image = load_elf(ZERO_FILL.read_bytes())
     image.ensure_relocated()
     walked = walk.walk(image, image.exports["PyInit_multi_used"])
@@ -46,10 +52,10 @@ def test_code_in_a_segments_zero_fill_is_not_walked() -> None:
 
 def test_a_wheel_of_mutated_copies_is_read_without_any_budget_ending() -> None:
     facts = inspect_wheel(MUTATED_WHEEL)
-    assert len(facts.extensions) == 10
-    for ext in facts.extensions:
-        assert ext.gil is Gil.UNKNOWN
-        assert "budget" not in ext.detail, ext.detail
+    assert not facts.extensions
+    assert len(facts.unreadable) == 10
+    for _path, why in facts.unreadable:
+        assert "overlaps" in why and "budget" not in why, why
 
 
 def test_a_walk_over_its_written_memory_budget_is_unknown_with_the_reason(
@@ -92,3 +98,31 @@ def test_a_walk_that_ends_on_instructions_or_paths_says_which() -> None:
         f"the walk's budget of {machine.MAX_STEPS:,} instructions ended",
         f"the walk's budget of {machine.MAX_PATHS} paths ended",
     )
+
+
+def test_an_artifacts_modules_share_one_cpu_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wheel of many modules cannot cost many times one module's budget: every walk of
+    its binaries draws on one pool, and a walk that finds it dry stops with its reason."""
+    charged: list[float] = []
+    real_charge = walk.CpuPool.charge
+
+    def spy(self: walk.CpuPool, spent: float) -> bool:
+        charged.append(spent)
+        return real_charge(self, spent)
+
+    monkeypatch.setattr(walk.CpuPool, "charge", spy)
+    inspect_wheel(REGRESS)
+    assert charged  # the wheel's walks were charged to its pool
+
+    _, data = _member(REGRESS, ".pyd")
+    image = load_image(data)
+    assert image is not None
+    image.ensure_relocated()
+    walked = walk.walk(image, image.exports["PyInit_regress"], pool=walk.CpuPool(0.0, "dry"))
+    assert walked.exhausted and walked.final and walked.stopped == "dry"
+
+
+def test_a_cpu_pool_is_shared_across_threads() -> None:
+    pool = walk.CpuPool(1.0, "spent")
+    assert pool.charge(0.4) and pool.charge(0.4)
+    assert not pool.charge(0.4)

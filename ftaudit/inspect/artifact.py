@@ -30,6 +30,7 @@ from ftaudit.inspect.extension import (
     load_image,
 )
 from ftaudit.inspect.image import Image
+from ftaudit.inspect.walk import CpuPool
 from ftaudit.model import ArtifactFacts, Extension, Library
 
 MAX_TEXT_BYTES = 16 * 1024 * 1024  # METADATA, WHEEL
@@ -52,12 +53,20 @@ def is_dll(path: str) -> bool:
     return path.lower().endswith(".dll")
 
 
+# CPU time the walks of all of one artifact's binaries may take together: a backstop
+# for a wheel of many modules, far above what the largest real wheels need (jaxlib's
+# 82 MB wheel about 6 s); each file and each walk has its own, smaller budget too.
+ARTIFACT_CPU_SECONDS = 60.0
+
+
 def _gil_disabled() -> bool:
     is_enabled = getattr(sys, "_is_gil_enabled", None)
     return is_enabled is not None and not is_enabled()
 
 
-def _judge_member(path: str, read: Reader) -> Extension | Library | tuple[str, str] | None:
+def _judge_member(
+    path: str, read: Reader, pool: CpuPool
+) -> Extension | Library | tuple[str, str] | None:
     """One member: its record, (path, reason) when unreadable, None when not a binary."""
     try:
         data = read()
@@ -70,7 +79,7 @@ def _judge_member(path: str, read: Reader) -> Extension | Library | tuple[str, s
             if load_image(data) is None:
                 raise BinaryFormatError("not a Windows DLL")
             return Library(path=path, why="a DLL: Python imports modules only from .pyd files")
-        return inspect_binary(path, data)
+        return inspect_binary(path, data, pool)
     except BinaryFormatError as exc:
         return (path, str(exc))
 
@@ -84,13 +93,17 @@ def inspect_members(
     import_names: tuple[str, ...] = (),
 ) -> ArtifactFacts:
     items = list(members)
+    cpu = CpuPool(
+        ARTIFACT_CPU_SECONDS,
+        f"the budget of {ARTIFACT_CPU_SECONDS:g} s of CPU time for {artifact} ended",
+    )
     if _gil_disabled() and len(items) > 1:
         # Binaries are independent: on a free-threaded interpreter read them in parallel.
         # (Under the GIL threads would only add overhead.)
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            found = list(pool.map(lambda item: _judge_member(*item), items))
+            found = list(pool.map(lambda item: _judge_member(item[0], item[1], cpu), items))
     else:
-        found = [_judge_member(path, read) for path, read in items]
+        found = [_judge_member(path, read, cpu) for path, read in items]
     extensions = [f for f in found if isinstance(f, Extension)]
     libraries = [f for f in found if isinstance(f, Library)]
     if any(e.handed_to for e in extensions):

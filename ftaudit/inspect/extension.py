@@ -15,6 +15,7 @@ from ftaudit.inspect.elf import load_elf
 from ftaudit.inspect.image import Image
 from ftaudit.inspect.macho import load_macho
 from ftaudit.inspect.pe import load_pe
+from ftaudit.inspect.walk import CpuPool
 from ftaudit.model import BinaryFormat, Extension, Gil, Init, Library
 
 # Imported by every extension compiled for a free-threaded interpreter that touches
@@ -83,14 +84,15 @@ def tagged_free_threaded(path: str) -> bool | None:
     return m.group(5) == "t"
 
 
-def inspect_binary(path: str, data: bytes) -> Extension | Library:
-    """Judge one binary file. Raises BinaryFormatError when it cannot be parsed."""
+def inspect_binary(path: str, data: bytes, pool: CpuPool | None = None) -> Extension | Library:
+    """Judge one binary file, its walks charged to `pool` (its artifact's CPU time) when
+    given. Raises BinaryFormatError when it cannot be parsed."""
     fmt = binary_format(data[:4])
     if fmt is None:
         raise BinaryFormatError("not an ELF, Mach-O or PE file")
     deadline = time.thread_time() + FILE_CPU_SECONDS
     return _judge_slices(
-        [judge(image, path, fmt, deadline=deadline) for image in _images(fmt, data)]
+        [judge(image, path, fmt, deadline=deadline, pool=pool) for image in _images(fmt, data)]
     )
 
 
@@ -121,7 +123,12 @@ def _judge_slices(found: list[Extension | Library]) -> Extension | Library:
 
 
 def judge(
-    image: Image, path: str, fmt: BinaryFormat, *, deadline: float | None = None
+    image: Image,
+    path: str,
+    fmt: BinaryFormat,
+    *,
+    deadline: float | None = None,
+    pool: CpuPool | None = None,
 ) -> Extension | Library:
     module = module_name(path)
     short = module.rsplit(".", 1)[-1]
@@ -169,7 +176,7 @@ def judge(
             ),
             handed_to=handed,
         )
-    return judge_entry(image, entry_name, kind, module, ft, record, deadline=deadline)
+    return judge_entry(image, entry_name, kind, module, ft, record, deadline=deadline, pool=pool)
 
 
 def handed_over(image: Image) -> tuple[str, ...]:
@@ -196,12 +203,13 @@ def judge_entry(
     record: Record,
     *,
     deadline: float | None = None,
+    pool: CpuPool | None = None,
 ) -> Extension:
     """What the code at export `entry_name` of `image` declares for `module`; `deadline`
-    (of time.thread_time) bounds the walk besides its own budgets."""
+    (of time.thread_time) and `pool` bound the walk besides its own budgets."""
     imports = image.imports
     if kind is Init.EXPORT:
-        return _judge_export(image, entry_name, record, deadline)
+        return _judge_export(image, entry_name, record, deadline, pool)
     if (
         DEF_INIT not in imports
         and SET_GIL not in imports
@@ -224,6 +232,7 @@ def judge_entry(
         entry & ~1 if image.arch == "arm" else entry,
         deadline=deadline,
         deadline_reason=_file_budget_ended(),
+        pool=pool,
     )
     return _decide(image, module, ft, walked, entry_name, record)
 
@@ -267,13 +276,17 @@ def _file_budget_ended() -> str:
 
 
 def _judge_export(
-    image: Image, entry_name: str, record: Record, deadline: float | None
+    image: Image, entry_name: str, record: Record, deadline: float | None, pool: CpuPool | None
 ) -> Extension:
     """PEP 793: PyModExport_<name> returns the slot array itself."""
     if not walk.can_walk(image):
         return record(Gil.UNKNOWN, Init.EXPORT, f"no code reader for {image.arch} yet")
     walked = walk.walk(
-        image, image.exports[entry_name], deadline=deadline, deadline_reason=_file_budget_ended()
+        image,
+        image.exports[entry_name],
+        deadline=deadline,
+        deadline_reason=_file_budget_ended(),
+        pool=pool,
     )
     findings = set()
     details = []

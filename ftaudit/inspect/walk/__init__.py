@@ -26,6 +26,7 @@ from ftaudit.inspect.walk.machine import (
     WALK_CPU_SECONDS,
     WIDE_REACH_BUDGET,
     Budget,
+    CpuPool,
     Event,
     Machine,
     Walk,
@@ -37,6 +38,7 @@ __all__ = [
     "MAX_STEPS",
     "RECORDED",
     "WALK_CPU_SECONDS",
+    "CpuPool",
     "Event",
     "Memory",
     "Partial",
@@ -49,7 +51,12 @@ __all__ = [
 
 
 def walk(
-    image: Image, entry: int, *, deadline: float | None = None, deadline_reason: str | None = None
+    image: Image,
+    entry: int,
+    *,
+    deadline: float | None = None,
+    deadline_reason: str | None = None,
+    pool: CpuPool | None = None,
 ) -> Walk:
     """Walk every path from `entry` within the budgets and collect its events.
 
@@ -62,7 +69,7 @@ def walk(
     declare: PyO3 reaches its module's creation only through the vtable of a closure that
     a once-cell runs, inside a make_module the first walk stepped over. Each walk is
     sound on its own; the first that reaches a declaration is the one reported."""
-    budget = Budget(deadline, deadline_reason)
+    budget = Budget(deadline, deadline_reason, pool)
     first = _machine(image, REACH_BUDGET, eager=False, budget=budget)
     found = first.run(entry)
     if found.declared_at is not None or found.final:

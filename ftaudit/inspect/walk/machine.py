@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -38,15 +39,38 @@ WALK_CPU_SECONDS = 5.0
 _CPU_CHECK_EVERY = 256  # instructions between looks at the clock
 
 
+class CpuPool:
+    """CPU time that several walks share: one artifact's modules, judged on several
+    threads, each walk charging what its own thread spent since it last looked."""
+
+    __slots__ = ("_left", "_lock", "reason")
+
+    def __init__(self, seconds: float, reason: str) -> None:
+        self._left = seconds
+        self._lock = threading.Lock()
+        self.reason = reason
+
+    def charge(self, spent: float) -> bool:
+        """Take `spent` seconds; whether any time is left."""
+        with self._lock:
+            self._left -= spent
+            return self._left > 0
+
+
 class Budget:
     """What one export's walk may spend, shared by its successive runs: the memory its
-    states allocate, and CPU time up to a deadline (of `time.thread_time`)."""
+    states allocate, CPU time up to a deadline (of `time.thread_time`), and a share of
+    its artifact's CPU pool."""
 
-    __slots__ = ("deadline", "ledger", "reason")
+    __slots__ = ("_last", "deadline", "ledger", "pool", "reason")
 
-    def __init__(self, deadline: float | None = None, reason: str | None = None) -> None:
-        own = time.thread_time() + WALK_CPU_SECONDS
+    def __init__(
+        self, deadline: float | None = None, reason: str | None = None, pool: CpuPool | None = None
+    ) -> None:
+        self._last = time.thread_time()
+        own = self._last + WALK_CPU_SECONDS
         self.ledger = Ledger()
+        self.pool = pool
         if deadline is not None and deadline < own:
             self.deadline, self.reason = deadline, reason or "the CPU time budget ended"
         else:
@@ -54,8 +78,13 @@ class Budget:
             self.reason = f"the walk's budget of {WALK_CPU_SECONDS:g} s of CPU time ended"
 
     def check_clock(self) -> None:
-        if time.thread_time() > self.deadline:
+        now = time.thread_time()
+        if now > self.deadline:
             raise BudgetEnded(self.reason)
+        if self.pool is not None:
+            spent, self._last = now - self._last, now
+            if not self.pool.charge(spent):
+                raise BudgetEnded(self.pool.reason)
 
 
 @dataclass(slots=True)
