@@ -28,6 +28,7 @@ from typing import TypeVar
 import platformdirs
 
 from ftaudit.errors import CacheError, IndexIntegrityError, InputError
+from ftaudit.index.auth import redact_url
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pages (
@@ -161,6 +162,7 @@ class Cache:
     # index pages
 
     def page(self, url: str) -> Page | None:
+        url = redact_url(url)  # no password is ever stored, not even as a key
         with self._lock:
             row = self._run(
                 lambda db: db.execute(
@@ -187,6 +189,8 @@ class Cache:
             return bool(self._run(lambda db: db.execute("SELECT 1 FROM pages LIMIT 1").fetchone()))
 
     def store_page(self, url: str, page: Page) -> None:
+        url = redact_url(url)
+
         def op(db: sqlite3.Connection) -> None:
             with db:
                 db.execute(
@@ -198,6 +202,8 @@ class Cache:
             self._run(op)
 
     def touch_page(self, url: str) -> None:
+        url = redact_url(url)
+
         def op(db: sqlite3.Connection) -> None:
             with db:
                 db.execute("UPDATE pages SET fetched = ? WHERE url = ?", (time.time(), url))
@@ -206,6 +212,7 @@ class Cache:
             self._run(op)
 
     def drop_page(self, url: str) -> None:
+        url = redact_url(url)
         with self._lock:
             self._drop_page(url)
 
@@ -270,7 +277,7 @@ class Cache:
         key = artifact_key(url, sha256)
         safe = Path(filename).name  # never let an index-supplied name leave the cache
         if safe in ("", ".", ".."):
-            raise IndexIntegrityError(f"{url}: {filename!r} is not a file name")
+            raise IndexIntegrityError(f"{redact_url(url)}: {filename!r} is not a file name")
         return self.root / "artifacts" / key[:2] / key / safe
 
     def check_artifact(self, path: Path, sha256: str | None, size: int | None = None) -> bool:
@@ -340,9 +347,9 @@ def artifact_key(url: str, sha256: str | None) -> str:
     """What names an artifact in the cache: its sha256, else a hash of its URL. A digest
     that is not 64 hex digits never becomes part of a path."""
     if sha256 is None or sha256 == "":
-        return "url-" + hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+        return "url-" + hashlib.sha256(redact_url(url).encode("utf-8", "surrogatepass")).hexdigest()
     key = sha256.lower()
     if not _SHA256.fullmatch(key):
         shown = sha256 if len(sha256) <= 80 else sha256[:77] + "..."
-        raise IndexIntegrityError(f"{url}: sha256 {shown!r} is not 64 hex digits")
+        raise IndexIntegrityError(f"{redact_url(url)}: sha256 {shown!r} is not 64 hex digits")
     return key

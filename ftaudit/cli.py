@@ -444,6 +444,7 @@ def _run_scan(
     cache: Cache,
     policy: Policy,
 ) -> Report:
+    from ftaudit.index.auth import redact_url
     from ftaudit.index.http import Http
     from ftaudit.index.pipconfig import pip_index_config
     from ftaudit.index.simple import Index
@@ -466,7 +467,7 @@ def _run_scan(
             prefix=env.prefix if env else None,
         )
         if args.verbose:
-            print(f"ftaudit: index: {', '.join(config.urls)}", file=sys.stderr)
+            print(f"ftaudit: index: {', '.join(map(redact_url, config.urls))}", file=sys.stderr)
         return Index(config.urls, Http(cert=config.cert), cache, offline=args.offline)
 
     settings = ScanSettings(

@@ -28,6 +28,7 @@ from ftaudit.errors import (
     PackageIndexError,
 )
 from ftaudit.index import select
+from ftaudit.index.auth import redact_url
 from ftaudit.index.http import fetch_artifact
 from ftaudit.index.metadata import requires_dist
 from ftaudit.index.simple import Index, IndexFile, NotOnIndex, Offline, failure_kind
@@ -261,7 +262,7 @@ class Scanner:
                 platform=platform,
                 status=Status.BUILD,
                 evidence=None,
-                reason=f"not from an index ({dep.direct_reference}): it is built from "
+                reason=f"not from an index ({redact_url(dep.direct_reference)}): it is built from "
                 "source, and what the build declares is known only after building it",
             ), None
         version = dep.version or ""

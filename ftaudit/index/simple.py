@@ -19,6 +19,7 @@ from packaging.utils import canonicalize_name
 
 from ftaudit.cache import Cache, Page
 from ftaudit.errors import CacheError, HashMismatch, IndexIntegrityError, PackageIndexError
+from ftaudit.index.auth import redact_url
 from ftaudit.index.http import Http, Unreachable
 from ftaudit.model import Incomplete
 
@@ -96,8 +97,10 @@ class Index:
                 urlsplit(url).port  # noqa: B018 - a port that is not a number raises only here
             except ValueError as exc:
                 # pip's own configuration may hold it: every lookup fails, and says why.
-                raise PackageIndexError(f"invalid index URL {url!r} ({exc})") from None
-        self.urls = urls
+                shown = redact_url(url)
+                raise PackageIndexError(f"invalid index URL {shown!r} ({exc})") from None
+        # from here on the URLs are redacted; the credentials stay with `http`
+        self.urls = tuple(http.remember(u) for u in urls)
         self.http = http
         self.cache = cache
         self.offline = offline

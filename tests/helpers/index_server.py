@@ -45,6 +45,7 @@ class IndexServer:
         self.corrupt_hash = corrupt_hash
         self.core_metadata = core_metadata
         self.requests: list[str] = []
+        self.headers_seen: list[tuple[str, dict[str, str]]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -61,6 +62,10 @@ class IndexServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+    def intercept(self, handler: BaseHTTPRequestHandler) -> bool:
+        """A subclass's chance to answer a request itself (tests/helpers/fault_server.py)."""
+        return False
 
     def files(self, project: str) -> list[Path]:
         name = canonicalize_name(project)
@@ -89,6 +94,11 @@ class IndexServer:
 
             def do_GET(self) -> None:
                 server.requests.append(self.path)
+                server.headers_seen.append((self.path, dict(self.headers.items())))
+                if not server.intercept(self):
+                    self.serve()
+
+            def serve(self) -> None:
                 m = re.fullmatch(r"/simple/([^/]+)/", self.path)
                 if m:
                     return self._project(m.group(1))
