@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,14 +223,48 @@ def test_scan_survives_resets_on_most_packages(
     """One reset per package (page, metadata, wheel) costs a retry, never a verdict."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(http_module, "BACKOFF", 0.01)
+    monkeypatch.setattr(http_module, "READ_TIMEOUT", 0.5)
     for i in range(9):
         server.fault(f"/simple/ftfault-{i}/", "reset")
-        server.fault(f"/files/ftfault_{i}-", "reset-body")
+        server.fault(f"/files/ftfault_{i}-.*\\.whl$", "reset-body")
+        server.fault(f"/files/ftfault_{i}-.*\\.metadata$", "status:500")
     reqs = tmp_path / "requirements.txt"
     reqs.write_text("".join(f"{p}==1.0\n" for p in PROJECTS))
+    server.fault("/simple/ftfault-11/", "status:503", "stall-body")
     out = tmp_path / "report.json"
     args = ["scan", "-r", str(reqs), "--index-url", server.url, "--target", "3.13t"]
     assert main([*args, "--format", "json", "-o", str(out), "-q", "--fail-on", "unknown"]) == 0
     doc = json.loads(out.read_text())
     statuses = {p["name"]: p["targets"]["3.13t"]["status"] for p in doc["packages"]}
     assert statuses == dict.fromkeys(PROJECTS, "ready")
+    assert sum(p.endswith(".whl") for p in server.requests) == 12 + 9  # each fetched, 9 twice
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cli.main does not yet call ftaudit.index.http.cancel() on SIGINT",
+)
+def test_ctrl_c_during_a_download_exits_130_and_leaves_no_partial_file(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    """The download never ends (a byte every 50 ms, so no read timeout either): only the
+    interrupt can stop the scan, and it must not wait for the download."""
+    server.fault(r"/files/.*\.whl$", *["trickle"] * 20)  # the wheel, not its .metadata
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text("ftfault-big==1.0\n")
+    cache = tmp_path / "cache"
+    env = {**os.environ, "FTAUDIT_CACHE_DIR": str(cache), "PIP_CONFIG_FILE": os.devnull}
+    argv = [sys.executable, "-m", "ftaudit", "scan", "-r", str(reqs), "-q"]
+    argv += ["--index-url", server.url, "--target", "3.13t", "--format", "json"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert server.requested.wait(60), "the scan never started its download"
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
+    assert [p for p in cache.rglob("*") if p.name.startswith(".part")] == []

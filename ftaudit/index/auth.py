@@ -36,7 +36,8 @@ class Credential:
     source: str  # "url", "netrc" or "keyring": what -v may say, never the secret
 
     def header(self) -> dict[str, str]:
-        return dict(urllib3.util.make_headers(basic_auth=f"{self.username}:{self.password}"))
+        made = urllib3.util.make_headers(basic_auth=f"{self.username}:{self.password}")
+        return {"Authorization": made["authorization"]}
 
 
 def _split(url: str) -> SplitResult | None:
