@@ -6,12 +6,14 @@ import argparse
 import datetime
 import os
 import shutil
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 from ftaudit import __version__
@@ -255,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage error or the help
         return int(exc.code or 0)
+    previous = _catch_interrupt()
     try:
         handler: Callable[[argparse.Namespace], int] = {
             "scan": _scan,
@@ -280,6 +283,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _catch_interrupt() -> Any:
+    """On Ctrl-C, first abandon every request in flight (worker threads are blocked in
+    sockets, and the pool would wait for them), then interrupt the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupted(signum: int, frame: object) -> None:
+        from ftaudit.index import http
+
+        http.cancel()
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGINT, interrupted)
 
 
 def entry() -> None:

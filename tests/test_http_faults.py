@@ -240,10 +240,6 @@ def test_scan_survives_resets_on_most_packages(
     assert sum(p.endswith(".whl") for p in server.requests) == 12 + 9  # each fetched, 9 twice
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.main does not yet call ftaudit.index.http.cancel() on SIGINT",
-)
 def test_ctrl_c_during_a_download_exits_130_and_leaves_no_partial_file(
     server: FaultServer, tmp_path: Path
 ) -> None:

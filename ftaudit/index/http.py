@@ -36,7 +36,7 @@ from urllib3.response import BaseHTTPResponse
 
 from ftaudit import __version__
 from ftaudit.cache import Cache
-from ftaudit.errors import PackageIndexError
+from ftaudit.errors import HashMismatch, PackageIndexError
 from ftaudit.index.auth import Credential, Credentials, origin, redact_text, redact_url
 from ftaudit.index.auth import strip_userinfo as _strip
 
@@ -381,7 +381,7 @@ class Http:
                     self._retrying(url, lambda: self._download_attempt(url, partial))
             actual = partial.digest.hexdigest()
             if sha256 and actual != sha256.lower():
-                raise PackageIndexError(
+                raise HashMismatch(
                     f"{redact_url(url)}: sha256 {actual} does not match the expected {sha256}"
                 )
             tmp.replace(dest)
