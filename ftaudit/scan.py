@@ -319,6 +319,8 @@ class Scanner:
         gap_kind = gaps[0][0] if gaps else None
         gap = f"index lookup incomplete: {gaps[0][1]}" if gaps else None
         partial = (gaps[0][0], gap) if gaps and gap else None
+        # Absent from the indexes that answered is all a listing with gaps can say.
+        searched = "the indexes that answered" if gaps else self.index().describe()
 
         # Not locked: the version is the resolver's choice, and the reason says so.
         chosen_version = None if dep.locked else dep.version
@@ -331,7 +333,7 @@ class Scanner:
                         target,
                         platform,
                         f"not locked, and no release{_matching(dep.specifier)} is on "
-                        f"{self.index().describe()}" + (f"; {gap}" if gap else ""),
+                        f"{searched}" + (f"; {gap}" if gap else ""),
                         gap_kind,
                     ), facts
                 # Releases the requirements allow exist; none installs on the target.
@@ -343,9 +345,7 @@ class Scanner:
         if current is None:
             release = releases.get(parsed) if parsed is not None else None
             if release is None:
-                lookup_error = f"{version} is not on {self.index().describe()}" + (
-                    f"; {gap}" if gap else ""
-                )
+                lookup_error = f"{version} is not on {searched}" + (f"; {gap}" if gap else "")
                 lookup_kind = gap_kind
                 current = Candidate(version=version)
             else:

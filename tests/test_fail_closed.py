@@ -92,6 +92,25 @@ def test_an_unreachable_index_alone_leaves_everything_unknown_and_exits_2(
     assert "--allow-incomplete" in line
 
 
+def test_a_version_missing_from_the_mirror_is_not_said_missing_from_the_dead_index(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ftlk-util is on the mirror, but not at 9.9: the index that did not answer may hold
+    it, so the reason names only the indexes that answered."""
+    dead = closed_port()
+    wheels = mirror(tmp_path, "ftlk_util-1.0-*")
+    req = str(project(tmp_path, "ftlk-util==9.9\n"))
+    with IndexServer(wheels) as partial:
+        code, doc, _err = scan(
+            [req, "--index-url", dead, "--extra-index-url", partial.url], tmp_path, capsys
+        )
+    v = verdicts(doc)["ftlk-util"]
+    assert code == 2
+    assert (v["status"], v["incomplete"]) == ("unknown", "network")
+    assert "9.9 is not on the indexes that answered" in v["reason"]
+    assert f"is not on {dead.split('/')[2]}" not in v["reason"]
+
+
 def test_unreachable_beside_a_partial_mirror_is_unknown_not_blocked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
