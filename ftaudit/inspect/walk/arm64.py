@@ -220,11 +220,33 @@ class Arm64(Machine):
             return 4
         return self.reg_size(insn, reg_op.reg)
 
+    def _load_literal(self, state: State, insn: Any) -> bool:
+        """`ldr x16, #0x8048`: a load from a PC-relative address capstone gives as an
+        immediate. Apple's linker rewrites `adrp; ldr [x, #off]` pairs it can prove near
+        into this form, in the stubs (`nop; ldr x16, lit; br x16`) and at GOT loads."""
+        ops = insn.operands
+        if (
+            insn.id not in (A.ARM64_INS_LDR, A.ARM64_INS_LDRSW)
+            or len(ops) != 2
+            or ops[0].type != A.ARM64_OP_REG
+            or ops[1].type != A.ARM64_OP_IMM
+        ):
+            return False
+        addr = int(ops[1].imm) & MASK64
+        size = 4 if insn.id == A.ARM64_INS_LDRSW else self.reg_size(insn, ops[0].reg)
+        v: Value
+        if size == 16:
+            v = state.mem.read_vector(addr, 16)
+        else:
+            v = state.mem.read_int(addr, size, signed=insn.id == A.ARM64_INS_LDRSW)
+        self.reg_set(state, insn, ops[0].reg, v)
+        return True
+
     def _load_store(self, state: State, insn: Any) -> bool:
         ops = insn.operands
         mem_idx = next((i for i, op in enumerate(ops) if op.type == A.ARM64_OP_MEM), None)
         if mem_idx is None:
-            return False
+            return self._load_literal(state, insn)
         mem_op = ops[mem_idx]
         regs = ops[:mem_idx]
         post = insn.writeback and len(ops) > mem_idx + 1
