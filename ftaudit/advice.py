@@ -106,14 +106,17 @@ def package_advice(
         elif status is Status.BLOCKED:
             out.append(_replace(pkg, verdicts, others, import_sites))
         elif status is Status.UNKNOWN:
-            out.append(
-                Advice(
-                    kind="verify",
-                    targets=_targets(verdicts),
-                    text=f"{dep.display_name}: not determined for {where} "
-                    f"({verdicts[0].reason}). {_UNKNOWN_NEXT[verdicts[0].incomplete]}",
-                )
+            text = (
+                f"{dep.display_name}: not determined for {where} "
+                f"({verdicts[0].reason}). {_UNKNOWN_NEXT[verdicts[0].incomplete]}"
             )
+            if use:
+                # The version in use may be ready already: moving is an option, not a need.
+                text += (
+                    f" Or upgrade from {judged} to {use}, which is confirmed ready; {judged} "
+                    "may be ready too, the reader could not tell."
+                )
+            out.append(Advice(kind="verify", targets=_targets(verdicts), text=text))
         trap = _trap(dep, status, judged, use, where, verdicts[0])
         if trap is not None:
             out.append(trap)
@@ -297,7 +300,8 @@ def _trap(
                     "from source or isolate it instead of letting the resolver fall back."
                 ),
             )
-    for version in (use, None if dep.locked else verdict.version):
+    moving = use if status is not Status.UNKNOWN else None  # an option only, for unknown
+    for version in (moving, None if dep.locked else verdict.version):
         if version and _is_pre(version):
             return Advice(
                 kind="resolver-trap",

@@ -30,6 +30,9 @@ class Judgement:
     # The artifact could not be read at all (download, cache, integrity): UNKNOWN, and a
     # failure of the run rather than a finding about the package.
     incomplete: Incomplete | None = None
+    # UNKNOWN because none of its extensions would load on the target (built for other
+    # interpreters, or for a GIL build): as good as no wheel, not a reader's doubt.
+    unloadable: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,6 +73,7 @@ def judge_artifact(
                 evidence=Evidence.INSPECTED,
                 reason=f"none of its {len(facts.extensions)} extension files is built for "
                 f"{target.name} (e.g. {facts.extensions[0].path.rsplit('/', 1)[-1]})",
+                unloadable=True,
             )
         facts = replace(facts, extensions=loadable)
     if not inspected:
@@ -134,6 +138,7 @@ def judge_artifact(
             status=Status.UNKNOWN,
             evidence=Evidence.INSPECTED,
             reason=f"{_names(gil_builds)} built for a GIL interpreter: will not load",
+            unloadable=True,
         )
     n = len(exts)
     return Judgement(
@@ -261,13 +266,27 @@ def _assess(
             " (its abi3 wheels do not load on a free-threaded interpreter: the "
             "free-threaded stable ABI, abi3t, is a separate one, from 3.15)"
         )
-    if newer is not None and newer.judgement is not None and _ready(newer):
+    ready_newer = newer if newer is not None and _ready(newer) else None
+    if cur is not None and cur.status is Status.UNKNOWN and not cur.unloadable:
+        # The reader could not prove the version in use either way: it may well be ready
+        # already, so a newer ready release is an option, not the status.
+        if ready_newer is None or ready_newer.judgement is None:
+            return verdict(Status.UNKNOWN, cur.evidence, cur.reason, current.artifact)
+        return verdict(
+            Status.UNKNOWN,
+            cur.evidence,
+            f"{cur.reason}; {ready_newer.version} is confirmed ready "
+            f"({ready_newer.judgement.reason})",
+            current.artifact,
+            ready_newer.version,
+        )
+    if ready_newer is not None and ready_newer.judgement is not None:
         return verdict(
             Status.UPGRADE,
-            newer.judgement.evidence,
-            f"{now}; {newer.version} is ready ({newer.judgement.reason})",
-            newer.artifact,
-            newer.version,
+            ready_newer.judgement.evidence,
+            f"{now}; {ready_newer.version} is ready ({ready_newer.judgement.reason})",
+            ready_newer.artifact,
+            ready_newer.version,
         )
     if cur is not None:
         if cur.status is Status.GIL:

@@ -1,0 +1,82 @@
+"""Verdicts on cases met in real projects: what the version in use is, before what else
+could be installed."""
+
+from __future__ import annotations
+
+from ftaudit.advice import package_advice
+from ftaudit.assess import Candidate, Judgement, assess, judge_artifact
+from ftaudit.model import (
+    ArtifactFacts,
+    BinaryFormat,
+    Dependency,
+    Evidence,
+    Extension,
+    Gil,
+    Init,
+    PackageReport,
+    Status,
+    Target,
+    Verdict,
+)
+
+T313 = Target(major=3, minor=13)
+PLATFORM = "linux-x86_64"
+READY = Judgement(
+    status=Status.READY,
+    evidence=Evidence.INSPECTED,
+    reason="numpy._core._multiarray_umath declares Py_MOD_GIL_NOT_USED",
+)
+UNPROVEN = Judgement(
+    status=Status.UNKNOWN,
+    evidence=Evidence.INSPECTED,
+    reason="numpy._core._multiarray_umath: the walk ran out of budget",
+)
+
+
+def _advice(verdict: Verdict, name: str, version: str) -> list[str]:
+    dep = Dependency(name=name, display_name=name, version=version, locked=True)
+    pkg = PackageReport(dependency=dep, verdicts=(verdict,))
+    return [a.text for a in package_advice(pkg, {}, {})]
+
+
+def test_an_unproven_current_version_stays_unknown_with_the_ready_release_as_an_option() -> None:
+    """numpy 2.2.2 keeps the GIL off on 3.13t; a reader that cannot prove it must not
+    turn that into `upgrade`."""
+    current = Candidate(version="2.2.2", artifact="numpy-2.2.2.whl", judgement=UNPROVEN)
+    newer = Candidate(version="2.4.1", artifact="numpy-2.4.1.whl", judgement=READY)
+    v = assess(T313, PLATFORM, current, newer=newer)
+    assert v.status is Status.UNKNOWN
+    assert v.artifact == "numpy-2.2.2.whl" and v.use_version == "2.4.1"
+    assert "2.4.1 is confirmed ready" in v.reason
+    (text,) = _advice(v, "numpy", "2.2.2")
+    assert "--verify" in text
+    assert "Or upgrade from 2.2.2 to 2.4.1, which is confirmed ready" in text
+    assert not text.startswith("Upgrade")
+
+
+def test_a_current_version_proven_not_ready_is_still_an_upgrade() -> None:
+    ready = Candidate(version="2.4.1", judgement=READY)
+    gil = Judgement(status=Status.GIL, evidence=Evidence.INSPECTED, reason="needs the GIL")
+    for current in (Candidate(version="2.2.2", judgement=gil), Candidate(version="2.2.2")):
+        v = assess(T313, PLATFORM, current, newer=ready)
+        assert (v.status, v.use_version) == (Status.UPGRADE, "2.4.1")
+
+
+def test_a_wheel_whose_extensions_would_not_load_is_no_wheel_for_the_target() -> None:
+    """Built for a GIL interpreter only: proven not to load, so a ready release is the
+    way out, not a doubt to verify."""
+    gil_build = Extension(
+        path="pkg/_x.cpython-313-x86_64-linux-gnu.so",
+        module="pkg._x",
+        gil=Gil.NOT_USED,
+        init=Init.MULTI_PHASE,
+        format=BinaryFormat.ELF,
+        free_threaded_build=False,
+        detail="d",
+    )
+    facts = ArtifactFacts(artifact="pkg-1.whl", tags=(), extensions=(gil_build,), libraries=())
+    judged = judge_artifact(facts)
+    assert judged.status is Status.UNKNOWN
+    current = Candidate(version="1", artifact="pkg-1.whl", judgement=judged)
+    v = assess(T313, PLATFORM, current, newer=Candidate(version="2", judgement=READY))
+    assert (v.status, v.use_version) == (Status.UPGRADE, "2")
