@@ -3,8 +3,12 @@ could be installed."""
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 from ftaudit.advice import package_advice
 from ftaudit.assess import Candidate, Judgement, assess, judge_artifact
+from ftaudit.inspect.extension import inspect_binary
 from ftaudit.model import (
     ArtifactFacts,
     BinaryFormat,
@@ -18,6 +22,7 @@ from ftaudit.model import (
     Target,
     Verdict,
 )
+from tests.helpers import toolchain
 
 T313 = Target(major=3, minor=13)
 PLATFORM = "linux-x86_64"
@@ -80,3 +85,62 @@ def test_a_wheel_whose_extensions_would_not_load_is_no_wheel_for_the_target() ->
     current = Candidate(version="1", artifact="pkg-1.whl", judgement=judged)
     v = assess(T313, PLATFORM, current, newer=Candidate(version="2", judgement=READY))
     assert (v.status, v.use_version) == (Status.UPGRADE, "2")
+
+
+# What cffi generates for an out-of-line API module (_cffi_include.h): PyInit_ hands the
+# module's creation to _cffi_backend, and a PyPy entry sits beside it.
+CFFI_MODULE = r"""
+#include <Python.h>
+
+static void *_cffi_exports[4];
+
+static PyObject *_cffi_init(const char *module_name, Py_ssize_t version, const void *ctx)
+{
+    PyObject *module, *o_arg, *new_module;
+    void *raw[] = {(void *)module_name, (void *)version, (void *)_cffi_exports, (void *)ctx};
+
+    module = PyImport_ImportModule("_cffi_backend");
+    if (module == NULL)
+        goto failure;
+    o_arg = PyLong_FromVoidPtr((void *)raw);
+    if (o_arg == NULL)
+        goto failure;
+    new_module = PyObject_CallMethod(
+        module, (char *)"_init_cffi_1_0_external_module", (char *)"O", o_arg);
+    Py_DECREF(o_arg);
+    Py_DECREF(module);
+    return new_module;
+
+  failure:
+    Py_XDECREF(module);
+    return NULL;
+}
+
+static const int _cffi_type_context = 0;
+
+PyMODINIT_FUNC _cffi_pypyinit__demo(const void *p[]) { (void)p; }
+
+PyMODINIT_FUNC PyInit__demo(void)
+{
+    return _cffi_init("_demo", 0x2601, &_cffi_type_context);
+}
+"""
+
+
+def test_a_cffi_generated_module_is_unknown_with_the_cffi_reason(
+    ft_python: str, tmp_path: Path
+) -> None:
+    cfg = toolchain.python_config(ft_python)
+    source = tmp_path / "_demo.c"
+    source.write_text(CFFI_MODULE)
+    so = tmp_path / f"_demo{cfg['suffix']}"
+    gcc = toolchain.need_tool("gcc")
+    subprocess.run(
+        [gcc, "-shared", "-fPIC", "-O2", "-I", cfg["include"], str(source), "-o", str(so)],
+        check=True,
+        capture_output=True,
+    )
+    found = inspect_binary(so.name, so.read_bytes())
+    assert isinstance(found, Extension)
+    assert found.gil is Gil.UNKNOWN
+    assert found.detail.startswith("cffi module: _cffi_backend creates the module")
