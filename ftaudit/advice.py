@@ -244,10 +244,22 @@ def _build(dep: Dependency, judged: str, use: str | None, verdicts: Sequence[Ver
             "the free-threaded interpreter's headers and its build dependencies "
             f"(pip install --no-binary {dep.name} {dep.name}=={version}). Whether the built "
             "extension needs the GIL is unknown until it is built: run `ftaudit inspect` on "
-            "the wheel you build, or scan with --verify."
+            "the wheel you build, or scan with --verify." + _gil_fallback(version, verdicts)
         ),
         targets=_targets(verdicts),
         version=use,
+    )
+
+
+def _gil_fallback(version: str, verdicts: Sequence[Verdict]) -> str:
+    """Another release's wheel, which installs but needs the GIL: an option and its cost."""
+    other = next((v.gil_wheel for v in verdicts if v.gil_wheel), None)
+    if other is None:
+        return ""
+    move = "upgrade to" if _version_key(other) > _version_key(version) else "pin"
+    return (
+        f" Or {move} {other}, which has a wheel but needs the GIL: importing it re-enables "
+        "the GIL for the whole process, so it belongs in worker processes."
     )
 
 

@@ -300,29 +300,52 @@ def _assess(
             older.artifact,
             older.version,
         )
-    for other in (newer, older):
-        if (
-            other is not None
+    gil_other = next(
+        (
+            other
+            for other in (newer, older)
+            if other is not None
             and other.judgement is not None
-            and (other.judgement.status is Status.GIL)
-        ):
-            # It installs, at that version, and needs the GIL: more to go on than a build.
-            return verdict(
-                Status.GIL,
-                other.judgement.evidence,
-                f"{now}; {other.version}: {other.judgement.reason}",
-                other.artifact,
-                other.version,
-            )
-    if current.sdist or build_from is not None:
-        use = None if current.sdist or build_from is None else build_from.version
+            and other.judgement.status is Status.GIL
+        ),
+        None,
+    )
+    if current.sdist:
+        # The version in use builds from its sdist: that is its status; another release's
+        # GIL wheel is a fallback with a cost, for the advice.
+        also = (
+            ""
+            if gil_other is None or gil_other.judgement is None
+            else f"; {gil_other.version} has a wheel but needs the GIL "
+            f"({gil_other.judgement.reason})"
+        )
+        return replace(
+            verdict(
+                Status.BUILD,
+                None,
+                f"{now}, only an sdist: must be built from source, GIL status unknown "
+                f"until built{also}",
+            ),
+            gil_wheel=None if gil_other is None else gil_other.version,
+        )
+    if gil_other is not None and gil_other.judgement is not None:
+        # It installs, at that version, and needs the GIL: more to go on than a build of
+        # another version.
+        return verdict(
+            Status.GIL,
+            gil_other.judgement.evidence,
+            f"{now}; {gil_other.version}: {gil_other.judgement.reason}",
+            gil_other.artifact,
+            gil_other.version,
+        )
+    if build_from is not None:
         return verdict(
             Status.BUILD,
             None,
-            f"{now}, only an sdist{'' if use is None else f' (of {use})'}: "
-            "must be built from source, GIL status unknown until built",
+            f"{now}, only an sdist (of {build_from.version}): must be built from source, "
+            "GIL status unknown until built",
             None,
-            use,
+            build_from.version,
         )
     for other in (newer, older):
         if other is not None and other.judgement is not None:

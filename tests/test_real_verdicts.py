@@ -144,3 +144,34 @@ def test_a_cffi_generated_module_is_unknown_with_the_cffi_reason(
     assert isinstance(found, Extension)
     assert found.gil is Gil.UNKNOWN
     assert found.detail.startswith("cffi module: _cffi_backend creates the module")
+
+
+def test_a_locked_sdist_only_version_is_build_and_an_older_gil_wheel_is_a_costed_option() -> None:
+    """greenlet locked at 3.3.1 (no wheel for the target, an sdist) is not judged by
+    3.2.2's wheel, which re-enables the GIL."""
+    gil = Judgement(
+        status=Status.GIL,
+        evidence=Evidence.INSPECTED,
+        reason="greenlet._greenlet does not declare Py_mod_gil: importing re-enables the GIL",
+    )
+    current = Candidate(version="3.3.1", sdist=True)
+    older = Candidate(version="3.2.2", artifact="greenlet-3.2.2.whl", judgement=gil)
+    v = assess(T313, PLATFORM, current, older=older)
+    assert (v.status, v.use_version, v.gil_wheel) == (Status.BUILD, None, "3.2.2")
+    assert "3.2.2 has a wheel but needs the GIL" in v.reason
+    (text,) = _advice(v, "greenlet", "3.3.1")
+    assert text.startswith("No wheel of greenlet 3.3.1")
+    assert "Or pin 3.2.2, which has a wheel but needs the GIL" in text
+    newer = Candidate(version="3.4", judgement=gil)
+    v = assess(T313, PLATFORM, current, newer=newer)
+    assert (v.status, v.gil_wheel) == (Status.BUILD, "3.4")
+    assert "Or upgrade to 3.4, which has a wheel but needs the GIL" in _advice(v, "g", "3.3.1")[0]
+
+
+def test_without_an_sdist_of_its_own_another_releases_gil_wheel_is_the_status() -> None:
+    gil = Judgement(status=Status.GIL, evidence=Evidence.INSPECTED, reason="needs the GIL")
+    older = Candidate(version="3.2.2", judgement=gil)
+    v = assess(T313, PLATFORM, Candidate(version="3.3.1"), older=older)
+    assert (v.status, v.use_version) == (Status.GIL, "3.2.2")
+    v = assess(T313, PLATFORM, Candidate(version="3.3.1"), build_from=Candidate(version="4"))
+    assert (v.status, v.use_version) == (Status.BUILD, "4")
