@@ -4,10 +4,13 @@ could be installed."""
 from __future__ import annotations
 
 import subprocess
+import zipfile
 from pathlib import Path
 
 from ftaudit.advice import package_advice
 from ftaudit.assess import Candidate, Judgement, assess, judge_artifact
+from ftaudit.inspect.archive import MAX_MEMBER_BYTES
+from ftaudit.inspect.artifact import inspect_wheel, library_by_name
 from ftaudit.inspect.extension import inspect_binary
 from ftaudit.model import (
     ArtifactFacts,
@@ -23,6 +26,7 @@ from ftaudit.model import (
     Verdict,
 )
 from tests.helpers import toolchain
+from tests.helpers.wheels import build_wheel
 
 T313 = Target(major=3, minor=13)
 PLATFORM = "linux-x86_64"
@@ -175,3 +179,44 @@ def test_without_an_sdist_of_its_own_another_releases_gil_wheel_is_the_status() 
     assert (v.status, v.use_version) == (Status.GIL, "3.2.2")
     v = assess(T313, PLATFORM, Candidate(version="3.3.1"), build_from=Candidate(version="4"))
     assert (v.status, v.use_version) == (Status.BUILD, "4")
+
+
+def test_a_library_too_large_to_read_is_listed_by_its_name(tmp_path: Path) -> None:
+    """nvidia-cublas bundles a 541 MB libcublasLt.so.13 and no extension module: a file
+    no interpreter imports is a library by its name, not an unreadable member."""
+    wheel = build_wheel(
+        tmp_path, "bigcuda", "1.0", "py3-none-manylinux_2_17_x86_64", {"bigcuda/__init__.py": b""}
+    )
+    size = MAX_MEMBER_BYTES + 1024 * 1024
+    with zipfile.ZipFile(wheel, "a", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        info = zipfile.ZipInfo("bigcuda.libs/libbig.so.13")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        chunk = bytes(16 * 1024 * 1024)
+        with zf.open(info, "w", force_zip64=True) as out:
+            for start in range(0, size, len(chunk)):
+                out.write(chunk[: size - start])
+        zf.writestr("bigcuda/lib/libother.so.2", b"\x7fELF")
+    facts = inspect_wheel(wheel)
+    assert facts.unreadable == () and facts.extensions == ()
+    assert [lib.path for lib in facts.libraries] == [
+        "bigcuda.libs/libbig.so.13",
+        "bigcuda/lib/libother.so.2",
+    ]
+    assert all("(not read)" in lib.why for lib in facts.libraries)
+    judged = judge_artifact(facts)
+    assert judged.status is Status.READY
+    assert judged.reason.startswith("no extension modules; 2 shared libraries")
+
+
+def test_only_names_no_interpreter_imports_are_libraries_by_name() -> None:
+    assert library_by_name("numpy.libs/libopenblas-r0.3.so") is not None
+    assert library_by_name("pkg/.dylibs/libz.1.dylib") is not None
+    assert library_by_name("pkg/libfoo.so.1.2") is not None
+    assert library_by_name("pkg/.libs/x.cpython-313t-x86_64-linux-gnu.so") is not None
+    for module in (
+        "pkg/libfoo.so",  # importable as pkg.libfoo
+        "pkg/_x.cpython-313t-x86_64-linux-gnu.so",
+        "pkg/_x.cp313t-win_amd64.pyd",
+        "pkg.libs/helper.dll",  # read, and checked to be a DLL
+    ):
+        assert library_by_name(module) is None, module
