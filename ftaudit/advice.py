@@ -106,14 +106,17 @@ def package_advice(
         elif status is Status.BLOCKED:
             out.append(_replace(pkg, verdicts, others, import_sites))
         elif status is Status.UNKNOWN:
-            out.append(
-                Advice(
-                    kind="verify",
-                    targets=_targets(verdicts),
-                    text=f"{dep.display_name}: not determined for {where} "
-                    f"({verdicts[0].reason}). {_UNKNOWN_NEXT[verdicts[0].incomplete]}",
-                )
+            text = (
+                f"{dep.display_name}: not determined for {where} "
+                f"({verdicts[0].reason}). {_UNKNOWN_NEXT[verdicts[0].incomplete]}"
             )
+            if use:
+                # The version in use may be ready already: moving is an option, not a need.
+                text += (
+                    f" Or upgrade from {judged} to {use}, which is confirmed ready; {judged} "
+                    "may be ready too, the reader could not tell."
+                )
+            out.append(Advice(kind="verify", targets=_targets(verdicts), text=text))
         trap = _trap(dep, status, judged, use, where, verdicts[0])
         if trap is not None:
             out.append(trap)
@@ -241,10 +244,22 @@ def _build(dep: Dependency, judged: str, use: str | None, verdicts: Sequence[Ver
             "the free-threaded interpreter's headers and its build dependencies "
             f"(pip install --no-binary {dep.name} {dep.name}=={version}). Whether the built "
             "extension needs the GIL is unknown until it is built: run `ftaudit inspect` on "
-            "the wheel you build, or scan with --verify."
+            "the wheel you build, or scan with --verify." + _gil_fallback(version, verdicts)
         ),
         targets=_targets(verdicts),
         version=use,
+    )
+
+
+def _gil_fallback(version: str, verdicts: Sequence[Verdict]) -> str:
+    """Another release's wheel, which installs but needs the GIL: an option and its cost."""
+    other = next((v.gil_wheel for v in verdicts if v.gil_wheel), None)
+    if other is None:
+        return ""
+    move = "upgrade to" if _version_key(other) > _version_key(version) else "pin"
+    return (
+        f" Or {move} {other}, which has a wheel but needs the GIL: importing it re-enables "
+        "the GIL for the whole process, so it belongs in worker processes."
     )
 
 
@@ -297,7 +312,8 @@ def _trap(
                     "from source or isolate it instead of letting the resolver fall back."
                 ),
             )
-    for version in (use, None if dep.locked else verdict.version):
+    moving = use if status is not Status.UNKNOWN else None  # an option only, for unknown
+    for version in (moving, None if dep.locked else verdict.version):
         if version and _is_pre(version):
             return Advice(
                 kind="resolver-trap",

@@ -30,6 +30,9 @@ class Judgement:
     # The artifact could not be read at all (download, cache, integrity): UNKNOWN, and a
     # failure of the run rather than a finding about the package.
     incomplete: Incomplete | None = None
+    # UNKNOWN because none of its extensions would load on the target (built for other
+    # interpreters, or for a GIL build): as good as no wheel, not a reader's doubt.
+    unloadable: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,6 +73,7 @@ def judge_artifact(
                 evidence=Evidence.INSPECTED,
                 reason=f"none of its {len(facts.extensions)} extension files is built for "
                 f"{target.name} (e.g. {facts.extensions[0].path.rsplit('/', 1)[-1]})",
+                unloadable=True,
             )
         facts = replace(facts, extensions=loadable)
     if not inspected:
@@ -134,6 +138,7 @@ def judge_artifact(
             status=Status.UNKNOWN,
             evidence=Evidence.INSPECTED,
             reason=f"{_names(gil_builds)} built for a GIL interpreter: will not load",
+            unloadable=True,
         )
     n = len(exts)
     return Judgement(
@@ -261,13 +266,27 @@ def _assess(
             " (its abi3 wheels do not load on a free-threaded interpreter: the "
             "free-threaded stable ABI, abi3t, is a separate one, from 3.15)"
         )
-    if newer is not None and newer.judgement is not None and _ready(newer):
+    ready_newer = newer if newer is not None and _ready(newer) else None
+    if cur is not None and cur.status is Status.UNKNOWN and not cur.unloadable:
+        # The reader could not prove the version in use either way: it may well be ready
+        # already, so a newer ready release is an option, not the status.
+        if ready_newer is None or ready_newer.judgement is None:
+            return verdict(Status.UNKNOWN, cur.evidence, cur.reason, current.artifact)
+        return verdict(
+            Status.UNKNOWN,
+            cur.evidence,
+            f"{cur.reason}; {ready_newer.version} is confirmed ready "
+            f"({ready_newer.judgement.reason})",
+            current.artifact,
+            ready_newer.version,
+        )
+    if ready_newer is not None and ready_newer.judgement is not None:
         return verdict(
             Status.UPGRADE,
-            newer.judgement.evidence,
-            f"{now}; {newer.version} is ready ({newer.judgement.reason})",
-            newer.artifact,
-            newer.version,
+            ready_newer.judgement.evidence,
+            f"{now}; {ready_newer.version} is ready ({ready_newer.judgement.reason})",
+            ready_newer.artifact,
+            ready_newer.version,
         )
     if cur is not None:
         if cur.status is Status.GIL:
@@ -281,29 +300,52 @@ def _assess(
             older.artifact,
             older.version,
         )
-    for other in (newer, older):
-        if (
-            other is not None
+    gil_other = next(
+        (
+            other
+            for other in (newer, older)
+            if other is not None
             and other.judgement is not None
-            and (other.judgement.status is Status.GIL)
-        ):
-            # It installs, at that version, and needs the GIL: more to go on than a build.
-            return verdict(
-                Status.GIL,
-                other.judgement.evidence,
-                f"{now}; {other.version}: {other.judgement.reason}",
-                other.artifact,
-                other.version,
-            )
-    if current.sdist or build_from is not None:
-        use = None if current.sdist or build_from is None else build_from.version
+            and other.judgement.status is Status.GIL
+        ),
+        None,
+    )
+    if current.sdist:
+        # The version in use builds from its sdist: that is its status; another release's
+        # GIL wheel is a fallback with a cost, for the advice.
+        also = (
+            ""
+            if gil_other is None or gil_other.judgement is None
+            else f"; {gil_other.version} has a wheel but needs the GIL "
+            f"({gil_other.judgement.reason})"
+        )
+        return replace(
+            verdict(
+                Status.BUILD,
+                None,
+                f"{now}, only an sdist: must be built from source, GIL status unknown "
+                f"until built{also}",
+            ),
+            gil_wheel=None if gil_other is None else gil_other.version,
+        )
+    if gil_other is not None and gil_other.judgement is not None:
+        # It installs, at that version, and needs the GIL: more to go on than a build of
+        # another version.
+        return verdict(
+            Status.GIL,
+            gil_other.judgement.evidence,
+            f"{now}; {gil_other.version}: {gil_other.judgement.reason}",
+            gil_other.artifact,
+            gil_other.version,
+        )
+    if build_from is not None:
         return verdict(
             Status.BUILD,
             None,
-            f"{now}, only an sdist{'' if use is None else f' (of {use})'}: "
-            "must be built from source, GIL status unknown until built",
+            f"{now}, only an sdist (of {build_from.version}): must be built from source, "
+            "GIL status unknown until built",
             None,
-            use,
+            build_from.version,
         )
     for other in (newer, older):
         if other is not None and other.judgement is not None:

@@ -330,6 +330,9 @@ class Verdict:
     ignored: str | None = None  # the policy's reason, when an ignore entry covers it
     # For an upgrade: the oldest later release confirmed ready (use_version: the newest).
     first_ready: str | None = None
+    # For a `build`: the closest other release with a wheel for the target, which needs
+    # the GIL (a fallback with a cost, not the status of the version in use).
+    gil_wheel: str | None = None
     # Set when the status is `unknown` because the run failed to check the package (the
     # network, an index, the cache, an integrity check), not because of what it ships.
     incomplete: Incomplete | None = None

@@ -124,9 +124,9 @@ def test_lookup_error_is_unknown_never_blocked() -> None:
     assert v.reason == "offline" and v.evidence is None
 
 
-def test_unknown_current_with_ready_newer_is_upgrade() -> None:
+def test_unknown_current_with_ready_newer_stays_unknown() -> None:
     cur = Candidate(version="1", judgement=UNKNOWN)
-    assert status(cur, newer=Candidate(version="2", judgement=READY)) == (Status.UPGRADE, "2")
+    assert status(cur, newer=Candidate(version="2", judgement=READY)) == (Status.UNKNOWN, "2")
     assert status(cur) == (Status.UNKNOWN, None)
 
 

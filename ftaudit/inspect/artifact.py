@@ -47,6 +47,31 @@ def is_binary_candidate(path: str) -> bool:
     return name.endswith(BINARY_SUFFIXES) or ".so." in name
 
 
+def library_by_name(path: str) -> str | None:
+    """Why a binary cannot be an extension module by its path alone, or None.
+
+    Python imports a module only from a file ending in one of the interpreter's
+    extension suffixes (``.so`` and its tagged forms, ``.pyd``), inside a directory that
+    is a package or on the path: a versioned ``libx.so.13``, a ``.dylib`` and anything in
+    the directories where auditwheel, delocate and delvewheel put bundled libraries
+    (``pkg.libs/``, ``pkg/.libs/``, ``pkg/.dylibs/``, never packages: their names hold a
+    dot) never are. Such a file is listed without being read, so that a library too large
+    to read (CUDA's are over 500 MB) says nothing it cannot about the package. A ``.dll``
+    is read: it is checked to be one (see `is_dll`)."""
+    parts = path.replace("\\", "/").split("/")
+    name = parts[-1].lower()
+    if name.endswith(".dll"):
+        return None
+    where = next((d for d in parts[:-1] if d.endswith(".libs") or d == ".dylibs"), None)
+    if where is not None:
+        return f"in {where}/, a directory of bundled libraries: never imported as a module"
+    if name.endswith(".dylib"):
+        return "a .dylib: Python imports modules only from .so files"
+    if ".so." in name and not name.endswith(".so"):
+        return "a versioned .so name: Python imports modules only from files ending in .so"
+    return None
+
+
 def is_dll(path: str) -> bool:
     """A Windows library: Python imports extension modules only from .pyd files, so a
     .dll is never one, whatever it exports."""
@@ -68,6 +93,9 @@ def _judge_member(
     path: str, read: Reader, pool: CpuPool
 ) -> Extension | Library | tuple[str, str] | None:
     """One member: its record, (path, reason) when unreadable, None when not a binary."""
+    why = library_by_name(path)
+    if why is not None:
+        return Library(path=path, why=f"{why} (not read)")
     try:
         data = read()
     except _READ_ERRORS as exc:

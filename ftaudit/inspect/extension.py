@@ -152,20 +152,16 @@ def judge(
             detail=detail,
         )
 
-    generated_by_cffi = short != "_cffi_backend" and (
+    # A cffi-generated module's init imports _cffi_backend, which builds the module
+    # object, so the file holds no declaration. The signs (the backend's name, cffi's
+    # PyPy entry) only explain a walk that found none: a module that embeds a cffi
+    # submodule (cryptography's _rust) still declares its own. The backend itself, which
+    # also names itself, is an ordinary extension module.
+    cffi_signs = short != "_cffi_backend" and (
         image.contains_bytes(b"_cffi_backend\0")
         or any(name.startswith("_cffi_pypyinit_") for name in image.exports)
     )
-    if generated_by_cffi:
-        # A cffi-generated module imports _cffi_backend, which builds the module object;
-        # the backend itself (which also names itself) is an ordinary extension module.
-        return record(
-            Gil.UNKNOWN,
-            Init.UNKNOWN,
-            "cffi module: _cffi_backend creates the module at import time, so this file "
-            "holds no declaration to read",
-        )
-    handed = handed_over(image)
+    handed = () if cffi_signs else handed_over(image)
     if handed:
         return replace(
             record(
@@ -176,7 +172,19 @@ def judge(
             ),
             handed_to=handed,
         )
-    return judge_entry(image, entry_name, kind, module, ft, record, deadline=deadline, pool=pool)
+    found = judge_entry(image, entry_name, kind, module, ft, record, deadline=deadline, pool=pool)
+    # No declaration found: unknown, or undeclared by a file that creates no module itself.
+    nothing_found = found.gil is Gil.UNKNOWN or (
+        found.gil is Gil.UNDECLARED and found.init is Init.UNKNOWN
+    )
+    if cffi_signs and nothing_found:
+        return record(
+            Gil.UNKNOWN,
+            Init.UNKNOWN,
+            "cffi module: _cffi_backend creates the module at import time, so this file "
+            f"holds no declaration to read (the walk: {found.detail})",
+        )
+    return found
 
 
 def handed_over(image: Image) -> tuple[str, ...]:

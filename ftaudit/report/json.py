@@ -27,6 +27,7 @@ def _verdict(v: Verdict) -> dict[str, Any]:
         "version": v.version,
         "ignored": v.ignored,
         "first_ready": v.first_ready,
+        "gil_wheel": v.gil_wheel,
         "incomplete": v.incomplete.value if v.incomplete else None,
     }
 
