@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -194,50 +193,24 @@ def test_every_index_answering_not_found_is_a_finding(
 # --- an index that answers nonsense -------------------------------------------------------
 
 
-class StaticIndex:
-    """An index whose project pages are given verbatim (JSON), with real files beside."""
+class StaticIndex(IndexServer):
+    """An index whose project pages are given verbatim (JSON), its files served as usual."""
 
     def __init__(self, pages: dict[str, object], files: Path) -> None:
+        super().__init__(files)
         self.pages = pages
-        self.files = files
-        self.requests: list[str] = []
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                server.requests.append(self.path)
-                name = self.path.strip("/").split("/")[-1]
-                if self.path.startswith("/simple/") and name in server.pages:
-                    body = json.dumps(server.pages[name]).encode()
-                    ctype = "application/vnd.pypi.simple.v1+json"
-                elif self.path.startswith("/files/") and (server.files / name).is_file():
-                    body, ctype = (server.files / name).read_bytes(), "application/octet-stream"
-                else:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/simple/"
-
-    def __enter__(self) -> StaticIndex:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def intercept(self, handler: BaseHTTPRequestHandler) -> bool:
+        name = handler.path.strip("/").split("/")[-1]
+        if not (handler.path.startswith("/simple/") and name in self.pages):
+            return False
+        body = json.dumps(self.pages[name]).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+        return True
 
 
 def _page(name: str, **fields: object) -> dict[str, object]:
