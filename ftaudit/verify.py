@@ -143,7 +143,10 @@ def verify(
         for v in pkg.verdicts:
             if v.target != target or v.platform != platform or v.artifact is None:
                 continue
-            if v.status not in (Status.READY, Status.GIL):
+            # An `unknown` the reader could not prove is what --verify is for; one the run
+            # failed to check (incomplete) has no artifact judged to import.
+            unproven = v.status is Status.UNKNOWN and v.incomplete is None
+            if v.status not in (Status.READY, Status.GIL) and not unproven:
                 continue
             modules = [e.module for e in pkg.extensions if extension_loadable(e.path, target)]
             installed = v.artifact.endswith("(installed)")
@@ -322,9 +325,11 @@ def _verified(v: Verdict, outcomes: Sequence[Outcome], python: str) -> Verdict:
     if REENABLED in by:
         names = ", ".join(o.module for o in by[REENABLED])
         reason = f"verified with {python}: importing {names} re-enabled the GIL"
-        if v.status is Status.READY:
-            reason += f" (the static reading said ready: {v.reason})"
-        return replace(v, status=Status.GIL, evidence=Evidence.VERIFIED, reason=reason)
+        if v.status is not Status.GIL:
+            reason += f" (the static reading said {v.status.value}: {v.reason})"
+        # Unproven, with a newer release confirmed ready beside it: now proven not ready.
+        status = Status.UPGRADE if v.status is Status.UNKNOWN and v.use_version else Status.GIL
+        return replace(v, status=status, evidence=Evidence.VERIFIED, reason=reason)
     failed = [o for o in outcomes if o.result in (CRASHED, TIMEOUT)]
     if failed:
         what = "; ".join(
@@ -342,6 +347,15 @@ def _verified(v: Verdict, outcomes: Sequence[Outcome], python: str) -> Verdict:
         errors = "; ".join(f"{o.module}: {o.detail}" for o in by[IMPORT_ERROR])
         return replace(v, reason=f"{v.reason}; --verify could not import it ({errors})")
     reason = f"verified with {python}: {len(outcomes)} module(s) imported, the GIL stayed off"
-    if v.status is Status.GIL:
-        reason += f" (the static reading said gil: {v.reason})"
-    return replace(v, status=Status.READY, evidence=Evidence.VERIFIED, reason=reason)
+    if v.status is not Status.READY:
+        reason += f" (the static reading said {v.status.value}: {v.reason})"
+    return replace(
+        v,
+        status=Status.READY,
+        evidence=Evidence.VERIFIED,
+        reason=reason,
+        # Ready as it is: the newer release an unproven verdict offered is not needed.
+        use_version=None,
+        use_version_date=None,
+        first_ready=None,
+    )

@@ -5,13 +5,25 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ftaudit.cli import main
-from ftaudit.model import Dependency, Evidence, PackageReport, Report, Status, Verdict
+from ftaudit.inspect import artifact
+from ftaudit.model import (
+    Dependency,
+    Evidence,
+    Extension,
+    Gil,
+    Library,
+    PackageReport,
+    Report,
+    Status,
+    Verdict,
+)
 from ftaudit.targets import parse_targets, this_platform
 from ftaudit.verify import CRASHED, NOT_USED, REENABLED, Outcome, apply_outcomes
 from tests.helpers.index_server import IndexServer
@@ -153,3 +165,77 @@ def test_verify_agrees_with_the_static_verdicts_on_the_fixture_project(
     evidence = {p["name"]: p["targets"]["3.13t"]["evidence"] for p in verified["packages"]}
     assert evidence["ftfix-single"] == "verified"
     assert not any("DISAGREES" in n for n in verified["notes"])
+
+
+def test_an_unproven_verdict_is_settled_by_the_import() -> None:
+    """`unknown` from a binary the reader could not prove is what --verify is for: the
+    import decides, and a newer ready release it offered becomes the upgrade when the
+    current one re-enables the GIL."""
+    platform = this_platform()
+
+    def pkg(name: str, use_version: str | None) -> PackageReport:
+        verdict = Verdict(
+            target=T313,
+            platform=platform,
+            status=Status.UNKNOWN,
+            evidence=Evidence.INSPECTED,
+            reason="no call to it was reached",
+            artifact=f"{name}-1.0.whl",
+            use_version=use_version,
+        )
+        dep = Dependency(name=name, display_name=name, version="1.0")
+        return PackageReport(dependency=dep, verdicts=(verdict,))
+
+    report = Report(
+        tool_version="0",
+        targets=(T313,),
+        platforms=(platform,),
+        sources=(),
+        packages=(pkg("a", "2.0"), pkg("b", "2.0"), pkg("c", None)),
+    )
+    verified = apply_outcomes(
+        report,
+        {
+            "a": [Outcome("a._x", NOT_USED)],
+            "b": [Outcome("b._x", REENABLED, "GIL re-enabled")],
+            "c": [Outcome("c._x", REENABLED, "GIL re-enabled")],
+        },
+        T313,
+        platform,
+        "python3.13t",
+    )
+    got = {p.dependency.name: p.verdicts[0] for p in verified.packages}
+    assert (got["a"].status, got["a"].use_version) == (Status.READY, None)
+    assert "the static reading said unknown" in got["a"].reason
+    assert (got["b"].status, got["b"].use_version) == (Status.UPGRADE, "2.0")
+    assert got["c"].status is Status.GIL
+    assert all(v.evidence is Evidence.VERIFIED for v in got.values())
+
+
+def test_verify_imports_a_module_the_reader_could_not_prove(
+    ft_python: str,
+    index_server: IndexServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The advice for an unproven `unknown` is --verify: it must import it. The reader is
+    made unable to prove ftfix-ready's module; the import in 3.13t decides."""
+    real = artifact.inspect_binary
+
+    def unproven(path: str, data: bytes, pool: Any = None) -> Extension | Library:
+        found = real(path, data, pool)
+        if isinstance(found, Extension) and found.module.startswith("ftfix_ready"):
+            return replace(found, gil=Gil.UNKNOWN, detail="made unprovable by this test")
+        return found
+
+    monkeypatch.setattr(artifact, "inspect_binary", unproven)
+    (tmp_path / "requirements.txt").write_text("ftfix-ready==1.0\n")
+    common = ["scan", str(tmp_path), "--target", "3.13t", "--index-url", index_server.url]
+    common += ["--format", "json", "--fail-on", "none"]
+    for extra, expected in (([], ("unknown", "inspected")), (["--verify"], ("ready", "verified"))):
+        out = tmp_path / "report.json"
+        assert main([*common, *extra, "--ft-python", ft_python, "-o", str(out)]) == 0
+        doc = json.loads(out.read_text())
+        v = next(p for p in doc["packages"] if p["name"] == "ftfix-ready")["targets"]["3.13t"]
+        assert (v["status"], v["evidence"]) == expected, v["reason"]
+    assert "the static reading said unknown" in v["reason"]
