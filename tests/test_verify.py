@@ -99,10 +99,12 @@ def test_verify_refuses_an_interpreter_with_the_gil(
     assert "not a free-threaded build" in capsys.readouterr().err
 
 
-def test_disagreements_are_called_out() -> None:
+def _static_report(*verdicts: tuple[str, Status, str | None]) -> Report:
+    """A report of packages NAME 1.0, each with one static verdict for 3.13t here:
+    (name, status, use_version)."""
     platform = this_platform()
-
-    def pkg(name: str, status: Status) -> PackageReport:
+    packages = []
+    for name, status, use_version in verdicts:
         verdict = Verdict(
             target=T313,
             platform=platform,
@@ -110,16 +112,23 @@ def test_disagreements_are_called_out() -> None:
             evidence=Evidence.INSPECTED,
             reason="static",
             artifact=f"{name}-1.0.whl",
+            use_version=use_version,
         )
         dep = Dependency(name=name, display_name=name, version="1.0")
-        return PackageReport(dependency=dep, verdicts=(verdict,))
-
-    report = Report(
+        packages.append(PackageReport(dependency=dep, verdicts=(verdict,)))
+    return Report(
         tool_version="0",
         targets=(T313,),
         platforms=(platform,),
         sources=(),
-        packages=(pkg("a", Status.READY), pkg("b", Status.GIL), pkg("c", Status.READY)),
+        packages=tuple(packages),
+    )
+
+
+def test_disagreements_are_called_out() -> None:
+    platform = this_platform()
+    report = _static_report(
+        ("a", Status.READY, None), ("b", Status.GIL, None), ("c", Status.READY, None)
     )
     verified = apply_outcomes(
         report,
@@ -172,26 +181,8 @@ def test_an_unproven_verdict_is_settled_by_the_import() -> None:
     import decides, and a newer ready release it offered becomes the upgrade when the
     current one re-enables the GIL."""
     platform = this_platform()
-
-    def pkg(name: str, use_version: str | None) -> PackageReport:
-        verdict = Verdict(
-            target=T313,
-            platform=platform,
-            status=Status.UNKNOWN,
-            evidence=Evidence.INSPECTED,
-            reason="no call to it was reached",
-            artifact=f"{name}-1.0.whl",
-            use_version=use_version,
-        )
-        dep = Dependency(name=name, display_name=name, version="1.0")
-        return PackageReport(dependency=dep, verdicts=(verdict,))
-
-    report = Report(
-        tool_version="0",
-        targets=(T313,),
-        platforms=(platform,),
-        sources=(),
-        packages=(pkg("a", "2.0"), pkg("b", "2.0"), pkg("c", None)),
+    report = _static_report(
+        ("a", Status.UNKNOWN, "2.0"), ("b", Status.UNKNOWN, "2.0"), ("c", Status.UNKNOWN, None)
     )
     verified = apply_outcomes(
         report,
