@@ -276,6 +276,14 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Location:
+    """Where a package is named in the scanned source: the line CI annotations point at."""
+
+    path: str
+    line: int | None = None  # None: the file as a whole
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Ignore:
     """A finding the project accepts for now: which package, why, and until when."""
 
