@@ -107,7 +107,7 @@ def _color(stream: TextIO) -> bool:
 
 
 def _width() -> int:
-    return max(100, shutil.get_terminal_size((120, 24)).columns)
+    return max(80, shutil.get_terminal_size((120, 24)).columns)
 
 
 def _emit(text: str, output: Path | None) -> None:

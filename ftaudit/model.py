@@ -276,6 +276,31 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TargetReadiness:
+    """How far a project is from one target: who is ready, and the changes to get there."""
+
+    target: str
+    direct: int
+    direct_ready: int
+    transitive: int
+    transitive_ready: int
+    upgrades: int = 0
+    pins: int = 0  # downgrades: a pin to an older release
+    builds: int = 0  # source builds, whose GIL status is unknown until built
+    isolate: int = 0  # need the GIL: worker processes, or a replacement
+    blocked: int = 0  # nothing installs
+    unknown: int = 0
+
+    @property
+    def changes(self) -> int:
+        return self.upgrades + self.pins + self.builds + self.isolate + self.blocked
+
+    @property
+    def ready(self) -> bool:
+        return self.changes == 0 and self.unknown == 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Location:
     """Where a package is named in the scanned source: the line CI annotations point at."""
 

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ftaudit.model import Evidence, PackageReport, Report, Status, Target, Verdict, worst
+from ftaudit.model import (
+    Evidence,
+    PackageReport,
+    Report,
+    Status,
+    Target,
+    TargetReadiness,
+    Verdict,
+    worst,
+)
 
 # What needs a person's attention first.
 ATTENTION = (
@@ -114,3 +123,72 @@ def chains(report: Report, name: str, limit: int = 20) -> list[list[str]]:
 
     walk(name, [])
     return [[deps[n].display_name if n in deps else n for n in chain] for chain in out]
+
+
+def readiness(report: Report) -> list[TargetReadiness]:
+    """Per target: how many direct and transitive dependencies are ready, and the changes
+    the rest need (the worst verdict across platforms decides a package's change)."""
+    out = []
+    for target in report.targets:
+        counts = dict.fromkeys(("direct", "dr", "transitive", "tr"), 0)
+        changes = dict.fromkeys(Status, 0)
+        for pkg in report.packages:
+            verdicts = target_verdicts(pkg, target)
+            if not verdicts:
+                continue
+            status = worst(v.status for v in verdicts)
+            kind = "direct" if pkg.dependency.direct else "transitive"
+            counts[kind] += 1
+            if status is Status.READY or all(v.ignored is not None for v in verdicts):
+                counts["dr" if kind == "direct" else "tr"] += 1
+            else:
+                changes[status] += 1
+        out.append(
+            TargetReadiness(
+                target=target.name,
+                direct=counts["direct"],
+                direct_ready=counts["dr"],
+                transitive=counts["transitive"],
+                transitive_ready=counts["tr"],
+                upgrades=changes[Status.UPGRADE],
+                pins=changes[Status.DOWNGRADE],
+                builds=changes[Status.BUILD],
+                isolate=changes[Status.GIL],
+                blocked=changes[Status.BLOCKED],
+                unknown=changes[Status.UNKNOWN],
+            )
+        )
+    return out
+
+
+def closest(targets: Sequence[TargetReadiness]) -> TargetReadiness | None:
+    """The target that needs the fewest changes (then the fewest unknowns; the earliest)."""
+    if len(targets) < 2:
+        return None
+    return min(targets, key=lambda t: (t.blocked > 0, t.changes, t.unknown))
+
+
+def changes_text(t: TargetReadiness) -> str:
+    """'1 upgrade, 2 pins, 1 source build (GIL status then unknown), 1 to isolate'."""
+
+    def n(count: int, one: str, many: str | None = None) -> str | None:
+        if not count:
+            return None
+        return f"{count} {one if count == 1 else (many or one + 's')}"
+
+    parts = [
+        n(t.upgrades, "upgrade"),
+        n(t.pins, "pin to an older release", "pins to older releases"),
+        n(t.builds, "source build", "source builds"),
+        n(
+            t.isolate,
+            "package to isolate in worker processes",
+            "packages to isolate in worker processes",
+        ),
+        n(t.blocked, "package with nothing to install", "packages with nothing to install"),
+        n(t.unknown, "unknown to check", "unknowns to check"),
+    ]
+    text = ", ".join(p for p in parts if p)
+    if t.builds:
+        text += " (a source build's GIL status is unknown until it is built)"
+    return text
