@@ -184,6 +184,8 @@ def _scan(args: argparse.Namespace) -> int:
     finally:
         cache.close()
     report = _with_advice(report, Path(args.path))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    report = replace(report, scanned_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
     today = datetime.date.today()
     report = apply_policy(report, replace(policy, fail_on=fail_on), today)
     for rule in expired(policy, today):

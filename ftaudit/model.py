@@ -414,6 +414,7 @@ class Report:
     packages: tuple[PackageReport, ...]
     notes: tuple[str, ...] = field(default=())
     policy: Policy | None = None
+    scanned_at: str | None = None  # UTC, ISO 8601 ("2026-12-02T01:40:00Z")
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Packages per status for every target (worst verdict across platforms)."""

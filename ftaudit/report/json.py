@@ -83,6 +83,7 @@ def report_document(report: Report) -> dict[str, Any]:
         "summary": report.summary(),
         "packages": [_package(p, report) for p in report.packages],
         "notes": list(report.notes),
+        "scanned_at": report.scanned_at,
         "policy": _policy(report.policy),
         "incomplete": [
             {

@@ -7,6 +7,7 @@ disagree about a package.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from ftaudit.model import (
     Evidence,
@@ -132,7 +133,7 @@ def readiness(report: Report) -> list[TargetReadiness]:
     for target in report.targets:
         counts = dict.fromkeys(("direct", "dr", "transitive", "tr"), 0)
         changes = dict.fromkeys(Status, 0)
-        for pkg in report.packages:
+        for pkg in project_packages(report):
             verdicts = target_verdicts(pkg, target)
             if not verdicts:
                 continue
@@ -192,3 +193,49 @@ def changes_text(t: TargetReadiness) -> str:
     if t.builds:
         text += " (a source build's GIL status is unknown until it is built)"
     return text
+
+
+# What an environment holds to install packages, not what the project depends on.
+INSTALLER_TOOLING = frozenset({"pip", "setuptools", "wheel", "distribute", "uv"})
+
+
+def is_tooling(pkg: PackageReport, report: Report) -> bool:
+    """pip, setuptools, wheel in a scanned environment that nothing else requires."""
+    dep = pkg.dependency
+    return (
+        dep.name in INSTALLER_TOOLING
+        and all(s.kind == "environment" for s in report.sources)
+        and not (set(dep.required_by) - INSTALLER_TOOLING)
+    )
+
+
+def project_packages(report: Report) -> list[PackageReport]:
+    return [p for p in report.packages if not is_tooling(p, report)]
+
+
+def display_path(path: str, cwd: str | None = None) -> str:
+    """A source path as a report shows it: relative to the working directory when it lies
+    inside it, else only its name (a report passed on names no one's home directory)."""
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(base.resolve()).as_posix() or "."
+    except (ValueError, OSError):
+        return p.name or path
+
+
+def constraints(report: Report, target: Target) -> list[str]:
+    """Requirement lines that make the changes this target needs: the upgrades (to the
+    oldest release confirmed ready) and the pins (downgrades), ready to paste."""
+    lines = []
+    for pkg in sorted(report.packages, key=lambda p: p.dependency.name):
+        verdicts = [v for v in target_verdicts(pkg, target) if v.ignored is None]
+        if not verdicts or not any(v.use_version for v in verdicts):
+            continue
+        status = worst(v.status for v in verdicts)
+        v = next(x for x in verdicts if x.status is status)
+        if status is Status.UPGRADE and v.use_version:
+            lines.append(f"{pkg.dependency.display_name}>={v.first_ready or v.use_version}")
+        elif status is Status.DOWNGRADE and v.use_version:
+            lines.append(f"{pkg.dependency.display_name}=={v.use_version}")
+    return lines
