@@ -369,6 +369,9 @@ class Verdict:
     # Set when the status is `unknown` because the run failed to check the package (the
     # network, an index, the cache, an integrity check), not because of what it ships.
     incomplete: Incomplete | None = None
+    # The judged artifact's extension modules, when it is of another release than the
+    # package's own (whose modules are PackageReport.extensions).
+    extensions: tuple[Extension, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

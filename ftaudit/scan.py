@@ -92,6 +92,11 @@ class _Once:
                 self._values[key] = value
             return value
 
+    def peek(self, key: object) -> object | None:
+        """The value computed for `key`, or None: nothing is computed."""
+        with self._lock:
+            return self._values.get(key)
+
 
 class Scanner:
     def __init__(
@@ -176,7 +181,7 @@ class Scanner:
             packages.append(
                 PackageReport(
                     dependency=deps[key],
-                    verdicts=tuple(v for v, _f in pairs),
+                    verdicts=tuple(self._with_judged(v, facts) for v, _f in pairs),
                     extensions=facts.extensions if facts else (),
                     libraries=facts.libraries if facts else (),
                     import_names=facts.import_names if facts else (),
@@ -191,6 +196,18 @@ class Scanner:
             packages=tuple(packages),
             notes=tuple(notes),
         )
+
+    def _with_judged(self, verdict: Verdict, facts: ArtifactFacts | None) -> Verdict:
+        """A verdict on an artifact of another release than the package's own (an older
+        wheel, the release an unlocked requirement resolves to) carries that artifact's
+        modules, so the report shows what was judged and --verify can import it."""
+        if verdict.artifact is None or (facts is not None and facts.artifact == verdict.artifact):
+            return verdict
+        wheel = self.judged.get(verdict.artifact)
+        other = self._once.peek(("wheel", wheel.url)) if wheel is not None else None
+        if not isinstance(other, ArtifactFacts) or not other.extensions:
+            return verdict
+        return replace(verdict, extensions=other.extensions)
 
     # --- what the resolver asks (sources/resolve.py's Provider) ---------------------------
 

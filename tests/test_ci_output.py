@@ -414,3 +414,23 @@ def test_action_passes_inputs_through_the_environment() -> None:
     # The variables it sets are not read as ftaudit's own FTAUDIT_* defaults.
     assert not any(k.startswith("FTAUDIT_") for s in runs for k in s.get("env", {}))
     assert set(action["inputs"]) == {"path", "args", "sarif", "python-version"}
+
+
+@pytest.mark.ft
+def test_the_artifact_of_another_release_is_shown(
+    project: Path,  # noqa: F811
+    index_server: IndexServer,
+    tmp_path: Path,
+) -> None:
+    """ftfix-old 2.0 has nothing for 3.13t; 1.0's wheel is what the verdict judged: its
+    modules are in the report for that target."""
+    from tests.test_advice import _render
+
+    doc = json.loads(_render(project, index_server, tmp_path, "json"))
+    old = next(p for p in doc["packages"] if p["name"] == "ftfix-old")
+    verdict = old["targets"]["3.13t"]
+    assert verdict["status"] == "downgrade" and "1.0" in verdict["artifact"]
+    assert old["extensions"] == []  # 2.0's own: it has no wheel here
+    assert [e["module"] for e in verdict["extensions"]] == ["ftfix_old._core"]
+    md = _render(project, index_server, tmp_path, "markdown")
+    assert f"  - judged `{verdict['artifact']}`: `ftfix_old._core` not_used" in md

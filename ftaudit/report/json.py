@@ -29,6 +29,7 @@ def _verdict(v: Verdict) -> dict[str, Any]:
         "first_ready": v.first_ready,
         "gil_wheel": v.gil_wheel,
         "incomplete": v.incomplete.value if v.incomplete else None,
+        "extensions": [extension_to_dict(e) for e in v.extensions],
     }
 
 

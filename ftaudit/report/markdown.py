@@ -189,6 +189,10 @@ def _package_section(pkg: PackageReport, report: Report) -> list[str]:
     for v in problems(pkg):
         evidence = f" _(evidence: {v.evidence.value})_" if v.evidence else ""
         lines.append(f"- {where(v, report)}: {_esc(v.reason + ignored_note(v))}{evidence}")
+        if v.extensions and v.artifact:
+            mods = ", ".join(f"`{e.module}` {e.gil.value}" for e in v.extensions[:10])
+            more = f" and {len(v.extensions) - 10} more" if len(v.extensions) > 10 else ""
+            lines.append(f"  - judged `{v.artifact}`: {mods}{more}")
     lines.append("")
     if pkg.advice:
         lines.append("**What to do**")
