@@ -123,6 +123,10 @@ class ArtifactFacts:
     unreadable: tuple[tuple[str, str], ...] = ()
     classifiers: tuple[str, ...] = ()
     import_names: tuple[str, ...] = ()  # top-level modules and packages it installs
+    # How the bytes were had: "whole" (a local file, or downloaded whole and its sha256
+    # checked where one was known) or "ranges" (only the members judged were fetched:
+    # their sizes and CRC-32s checked against the zip directory, not the file's sha256).
+    read: str = "whole"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -336,6 +340,8 @@ class Verdict:
     # Set when the status is `unknown` because the run failed to check the package (the
     # network, an index, the cache, an integrity check), not because of what it ships.
     incomplete: Incomplete | None = None
+    # How the judged artifact was read ("whole" or "ranges", see ArtifactFacts.read).
+    artifact_read: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -373,6 +379,20 @@ class PackageReport:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ScanStats:
+    """What a scan cost: on the wire, from the cache, and in time per stage."""
+
+    requests: int = 0
+    bytes_fetched: int = 0
+    wheel_bytes: int = 0  # the judged wheels' sizes: what fetching them whole would cost
+    wheels_by_ranges: int = 0
+    wheels_whole: int = 0
+    facts_cached: int = 0
+    pages_cached: int = 0
+    seconds: tuple[tuple[str, float], ...] = ()  # (stage, wall seconds)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Report:
     tool_version: str
     targets: tuple[Target, ...]
@@ -381,6 +401,7 @@ class Report:
     packages: tuple[PackageReport, ...]
     notes: tuple[str, ...] = field(default=())
     policy: Policy | None = None
+    stats: ScanStats | None = None
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Packages per status for every target (worst verdict across platforms)."""
