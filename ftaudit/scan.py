@@ -39,6 +39,7 @@ from ftaudit.inspect.artifact import (
     inspect_installed,
     inspect_wheel,
     is_binary_candidate,
+    wheel_metadata,
     wheel_tags,
 )
 from ftaudit.model import (
@@ -241,7 +242,7 @@ class Scanner:
                 self.index().http,
                 self.cache,
                 wheel,
-                self._download,
+                self._metadata_of,
                 offline=self.settings.offline,
             ),
         )
@@ -586,32 +587,18 @@ class Scanner:
         return facts
 
     def _ranged_facts(self, wheel: IndexFile) -> ArtifactFacts | None:
-        """The wheel read in place by HTTP ranges, or None when it is better (or only
-        possible) fetched whole: offline, cached already, small, not over HTTP, or a
-        server that does not serve ranges (or serves them wrongly)."""
-        if wheel.integrity_error:
-            raise IndexIntegrityError(wheel.integrity_error)
-        if (
-            not self.settings.ranges
-            or self.settings.offline
-            or not wheel.url.startswith(("http://", "https://"))
-            or (wheel.size is not None and wheel.size < MIN_REMOTE_BYTES)
-        ):
+        """The wheel read in place by HTTP ranges, or None to fetch it whole."""
+        remote = self._remote(wheel)
+        if remote is None:
             return None
-        cached = self.cache.artifact_path(wheel.url, wheel.filename, wheel.sha256)
-        if self.cache.check_artifact(cached, wheel.sha256, wheel.size):
-            return None  # the whole file is here, its sha256 checked
         try:
-            remote = RemoteFile(self.index().http, wheel.url, wheel.size)
-            if remote.size < MIN_REMOTE_BYTES:
-                return None
             # a RawIOBase: everything zipfile asks of a binary file
             facts = inspect_wheel(cast(BinaryIO, remote), wheel.filename, remote.size)
         except Cancelled:
             raise
         except PackageIndexError:
-            # No ranges, wrong ranges, or range bodies cut short after their retries:
-            # the whole file (with its own retries and its sha256 check) still may do.
+            # Wrong ranges, or range bodies cut short after their retries: the whole
+            # file (with its own retries and its sha256 check) still may do.
             return None
         self._count("wheels_by_ranges")
         return replace(facts, read="ranges")
@@ -634,6 +621,42 @@ class Scanner:
     def _count(self, key: str) -> None:
         with self._tally_lock:
             self.tally[key] += 1
+
+    def _metadata_of(self, wheel: IndexFile) -> bytes:
+        """A wheel's METADATA when the index serves no PEP 658 file: read by ranges out
+        of the remote wheel where it can be, else out of the downloaded file."""
+        remote = self._remote(wheel)
+        if remote is not None:
+            try:
+                return wheel_metadata(cast(BinaryIO, remote), wheel.filename, remote.size)
+            except Cancelled:
+                raise
+            except PackageIndexError:
+                pass
+        return wheel_metadata(self._download(wheel), wheel.filename)
+
+    def _remote(self, wheel: IndexFile) -> RemoteFile | None:
+        """The wheel opened for range reads, or None when it is better (or only possible)
+        fetched whole: offline, cached already, small, not over HTTP, no ranges served."""
+        if wheel.integrity_error:
+            raise IndexIntegrityError(wheel.integrity_error)
+        if (
+            not self.settings.ranges
+            or self.settings.offline
+            or not wheel.url.startswith(("http://", "https://"))
+            or (wheel.size is not None and wheel.size < MIN_REMOTE_BYTES)
+        ):
+            return None
+        cached = self.cache.artifact_path(wheel.url, wheel.filename, wheel.sha256)
+        if self.cache.check_artifact(cached, wheel.sha256, wheel.size):
+            return None  # the whole file is here, its sha256 checked
+        try:
+            remote = RemoteFile(self.index().http, wheel.url, wheel.size)
+        except Cancelled:
+            raise
+        except PackageIndexError:
+            return None
+        return remote if remote.size >= MIN_REMOTE_BYTES else None
 
     def artifact_file(self, filename: str) -> Path | None:
         """The cached file of a judged artifact (downloaded now if only its facts were

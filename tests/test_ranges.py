@@ -27,7 +27,9 @@ pytestmark = pytest.mark.ft
 BLOB = 3 * 1024 * 1024  # incompressible data beside the module: what ranges save
 
 
-def _big_wheel(out: Path, work: Path, python: str, name: str) -> Path:
+def _big_wheel(
+    out: Path, work: Path, python: str, name: str, requires: tuple[str, ...] = ()
+) -> Path:
     so = toolchain.compile_module(python, NOT_USED, "_core", work / name, flags=("-O2",))
     pkg = name.replace("-", "_")
     blob = random.Random(7).randbytes(BLOB)
@@ -36,7 +38,7 @@ def _big_wheel(out: Path, work: Path, python: str, name: str) -> Path:
         f"{pkg}/data/blob.bin": blob,
         f"{pkg}/{so.name}": so.read_bytes(),
     }
-    return build_wheel(out, name, "1.0", FT_TAG, files)
+    return build_wheel(out, name, "1.0", FT_TAG, files, requires=requires)
 
 
 def _lie_about_offset(wheel: Path, member_suffix: str) -> None:
@@ -63,6 +65,8 @@ def wheels(tmp_path_factory: pytest.TempPathFactory, ft_python: str) -> Path:
     _big_wheel(where, where / "build", ft_python, "ftbig")
     lying = _big_wheel(where, where / "build", ft_python, "ftlie")
     _lie_about_offset(lying, ".so")
+    _big_wheel(where, where / "build", ft_python, "ftmeta", requires=("ftdep",))
+    build_wheel(where, "ftdep", "1.0", "py3-none-any", {"ftdep/__init__.py": b""})
     return where
 
 
@@ -169,3 +173,17 @@ def test_stats_say_what_a_cold_and_a_warm_scan_cost(wheels: Path, tmp_path: Path
     # the page is fresh.
     assert warm["facts_cached"] == 1 and warm["wheels_by_ranges"] == warm["wheels_whole"] == 0
     assert warm["pages_cached"] >= 1 and warm["requests"] == 0 and warm["bytes_fetched"] == 0
+
+
+def test_requirements_are_read_by_ranges_without_a_metadata_file(
+    wheels: Path, tmp_path: Path
+) -> None:
+    """An index with no PEP 658 files: the wheel's METADATA comes out of the remote zip."""
+    size = (wheels / f"ftmeta-1.0-{FT_TAG}.whl").stat().st_size
+    with IndexServer(wheels, ranges="ok", core_metadata=False) as index:
+        doc = _doc(index, tmp_path, "ftmeta")
+        sent = index.file_bytes_sent
+    names = {p["name"]: p for p in doc["packages"]}
+    assert set(names) == {"ftmeta", "ftdep"}
+    assert names["ftdep"]["required_by"] == ["ftmeta"]
+    assert sent < size / 5, (sent, size)

@@ -260,9 +260,9 @@ def inspect_wheel(
         )
 
 
-def wheel_metadata(path: Path, display_name: str) -> bytes:
+def wheel_metadata(source: Path | BinaryIO, display_name: str, size: int | None = None) -> bytes:
     """The wheel's ``*.dist-info/METADATA``, read out of the zip (nothing extracted)."""
-    with Archive(path, display_name) as archive:
+    with Archive(source, display_name, size) as archive:
         for info in archive.infos:
             parts = info.filename.split("/")
             if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
