@@ -233,6 +233,9 @@ class IndexServer:
                     chunk = chunk[: len(chunk) // 2]
                     self.close_connection = True
                 server.file_bytes_sent += len(chunk)
-                self.wfile.write(chunk)
+                try:
+                    self.wfile.write(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client stopped reading (a 200 to a Range it will not use)
 
         return Handler
