@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -25,7 +26,17 @@ from ftaudit.errors import (
     UsageError,
     first_line,
 )
-from ftaudit.model import Installed, Policy, Report, Requested, Source, Status, Target, Verdict
+from ftaudit.model import (
+    Installed,
+    Policy,
+    Report,
+    Requested,
+    ScanStats,
+    Source,
+    Status,
+    Target,
+    Verdict,
+)
 from ftaudit.report import OutputFormat
 
 if TYPE_CHECKING:
@@ -319,7 +330,17 @@ def _run_scan(
     )
     show_progress = _is_tty(sys.stderr) and not args.quiet
     scanner = Scanner(settings, cache, make_index)
+    clock = time.monotonic()
+    seconds: list[tuple[str, float]] = []
+
+    def stage(name: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        seconds.append((name, now - clock))
+        clock = now
+
     plan, sources, notes, installed = _plan(found, targets, platforms, scanner, show_progress)
+    stage("plan")
     names = {d.name for deps in plan.values() for d in deps}
     count = len(names)
     if args.why and canonicalize_name(args.why) not in names:
@@ -331,13 +352,33 @@ def _run_scan(
     )
     if show_progress:
         report = _with_progress(
-            lambda progress: scanner.scan(plan, sources, installed, env, notes, progress)
+            lambda progress: scanner.scan(plan, sources, installed, env, notes, progress),
+            fetched=lambda: scanner.stats().bytes_fetched,
         )
     else:
         report = scanner.scan(plan, sources, installed, env, notes)
+    stage("scan")
     if args.verify:
         report = _verify(args, report, scanner, found, show_progress)
-    return report
+        stage("verify")
+    stats = scanner.stats(seconds)
+    _say(args, _cost_line(stats))
+    return replace(report, stats=stats)
+
+
+def _cost_line(stats: ScanStats) -> str:
+    """One line of what the scan cost: the wire, the cache, the time."""
+    mib = 1024 * 1024
+    parts = [f"{stats.requests} requests, {stats.bytes_fetched / mib:.1f} MiB fetched"]
+    if stats.wheel_bytes:
+        share = 100 * stats.bytes_fetched / stats.wheel_bytes
+        parts[0] += f" ({share:.0f}% of the {stats.wheel_bytes / mib:.1f} MiB of wheels judged)"
+    if stats.wheels_by_ranges or stats.wheels_whole:
+        parts.append(f"{stats.wheels_by_ranges} wheels read by ranges, {stats.wheels_whole} whole")
+    if stats.facts_cached or stats.pages_cached:
+        parts.append(f"cache: {stats.facts_cached} wheels, {stats.pages_cached} pages")
+    parts.append(f"{sum(s for _n, s in stats.seconds):.1f} s")
+    return "cost: " + "; ".join(parts)
 
 
 def _verify(
@@ -561,7 +602,9 @@ def _why(report: Report, name: str) -> None:
 
 
 def _with_progress(
-    run: Callable[[Callable[[str, int, int], None]], Report], verb: str = "checking"
+    run: Callable[[Callable[[str, int, int], None]], Report],
+    verb: str = "checking",
+    fetched: Callable[[], int] | None = None,
 ) -> Report:
     from rich.console import Console
     from rich.markup import escape
@@ -578,7 +621,10 @@ def _with_progress(
         task = progress.add_task(verb, total=None)
 
         def update(name: str, done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total, description=f"{verb} {escape(name)}")
+            got = f" ({fetched() / 1048576:.1f} MiB fetched)" if fetched is not None else ""
+            progress.update(
+                task, completed=done, total=total, description=f"{verb} {escape(name)}{got}"
+            )
 
         return run(update)
 

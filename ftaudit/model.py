@@ -123,6 +123,10 @@ class ArtifactFacts:
     unreadable: tuple[tuple[str, str], ...] = ()
     classifiers: tuple[str, ...] = ()
     import_names: tuple[str, ...] = ()  # top-level modules and packages it installs
+    # How the bytes were had: "whole" (a local file, or downloaded whole and its sha256
+    # checked where one was known) or "ranges" (only the members judged were fetched:
+    # their sizes and CRC-32s checked against the zip directory, not the file's sha256).
+    read: str = "whole"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -372,6 +376,8 @@ class Verdict:
     # The judged artifact's extension modules, when it is of another release than the
     # package's own (whose modules are PackageReport.extensions).
     extensions: tuple[Extension, ...] = ()
+    # How the judged artifact was read ("whole" or "ranges", see ArtifactFacts.read).
+    artifact_read: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -409,6 +415,20 @@ class PackageReport:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ScanStats:
+    """What a scan cost: on the wire, from the cache, and in time per stage."""
+
+    requests: int = 0
+    bytes_fetched: int = 0
+    wheel_bytes: int = 0  # the judged wheels' sizes: what fetching them whole would cost
+    wheels_by_ranges: int = 0
+    wheels_whole: int = 0
+    facts_cached: int = 0
+    pages_cached: int = 0
+    seconds: tuple[tuple[str, float], ...] = ()  # (stage, wall seconds)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Report:
     tool_version: str
     targets: tuple[Target, ...]
@@ -418,6 +438,7 @@ class Report:
     notes: tuple[str, ...] = field(default=())
     policy: Policy | None = None
     scanned_at: str | None = None  # UTC, ISO 8601 ("2026-12-02T01:40:00Z")
+    stats: ScanStats | None = None
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Packages per status for every target (worst verdict across platforms)."""

@@ -10,7 +10,16 @@ from datetime import date
 from typing import Any
 
 from ftaudit.codec import extension_to_dict, library_to_dict
-from ftaudit.model import Advice, ArtifactFacts, PackageReport, Policy, Report, Verdict, worst
+from ftaudit.model import (
+    Advice,
+    ArtifactFacts,
+    PackageReport,
+    Policy,
+    Report,
+    ScanStats,
+    Verdict,
+    worst,
+)
 
 REPORT_SCHEMA = "ftaudit-report/1"
 INSPECT_SCHEMA = "ftaudit-inspect/1"
@@ -30,6 +39,7 @@ def _verdict(v: Verdict) -> dict[str, Any]:
         "gil_wheel": v.gil_wheel,
         "incomplete": v.incomplete.value if v.incomplete else None,
         "extensions": [extension_to_dict(e) for e in v.extensions],
+        "artifact_read": v.artifact_read,
     }
 
 
@@ -74,6 +84,21 @@ def _package(pkg: PackageReport, report: Report) -> dict[str, Any]:
     }
 
 
+def _stats(stats: ScanStats | None) -> dict[str, Any]:
+    if stats is None:
+        return {}
+    return {
+        "requests": stats.requests,
+        "bytes_fetched": stats.bytes_fetched,
+        "wheel_bytes": stats.wheel_bytes,
+        "wheels_by_ranges": stats.wheels_by_ranges,
+        "wheels_whole": stats.wheels_whole,
+        "facts_cached": stats.facts_cached,
+        "pages_cached": stats.pages_cached,
+        "seconds": {stage: round(s, 3) for stage, s in stats.seconds},
+    }
+
+
 def report_document(report: Report) -> dict[str, Any]:
     return {
         "schema": REPORT_SCHEMA,
@@ -85,6 +110,7 @@ def report_document(report: Report) -> dict[str, Any]:
         "packages": [_package(p, report) for p in report.packages],
         "notes": list(report.notes),
         "scanned_at": report.scanned_at,
+        "stats": _stats(report.stats),
         "policy": _policy(report.policy),
         "incomplete": [
             {
