@@ -27,7 +27,7 @@ from ftaudit.report import github, sarif
 from ftaudit.report.locate import locations
 from ftaudit.targets import parse_targets
 from tests.helpers.index_server import IndexServer
-from tests.test_advice import REQUIREMENTS, project  # noqa: F401 - the shared fixture
+from tests.test_advice import REQUIREMENTS, _render, project  # noqa: F401 - the shared fixture
 
 T313, T314 = parse_targets("3.13t,3.14t")
 HERE = Path(__file__).parent
@@ -35,14 +35,18 @@ SARIF_SCHEMA = json.loads((HERE / "data" / "sarif" / "sarif-schema-2.1.0.json").
 FAILS = frozenset({Status.GIL, Status.BLOCKED})
 
 
-def _pkg(name: str, status: Status, reason: str = "because") -> PackageReport:
+def _pkg(
+    name: str, status: Status, reason: str = "because ({target})", **verdict: Any
+) -> PackageReport:
+    """A package with one verdict per target (3.13t, 3.14t) on linux-x86_64."""
     verdicts = tuple(
         Verdict(
             target=t,
             platform="linux-x86_64",
             status=status,
             evidence=Evidence.TAGS,
-            reason=f"{reason} ({t.name})",
+            reason=reason.format(target=t.name, name=name),
+            **verdict,
         )
         for t in (T313, T314)
     )
@@ -104,29 +108,9 @@ def test_github_format_lines_and_step_summary(
     summary = tmp_path / "summary.md"
     summary.write_text("earlier step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    out = tmp_path / "gh.txt"
-    code = main(
-        [
-            "scan",
-            str(project),
-            "-r",
-            str(project / "requirements.in"),
-            "--target",
-            "3.13t",
-            "--index-url",
-            index_server.url,
-            "-f",
-            "github",
-            "-o",
-            str(out),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "-q",
-        ]
-    )
-    assert code == 1
+    gh = _render(project, index_server, tmp_path, "github")
     lines = {name: i + 1 for i, name in enumerate(REQUIREMENTS.splitlines())}
-    found = _annotations(out.read_text())[:-1]
+    found = _annotations(gh)[:-1]
     assert found
     for _, props, _ in found:
         name = props["title"].split(" ")[0]
@@ -144,28 +128,7 @@ def test_sarif_validates_and_points_at_the_requirement_lines(
     index_server: IndexServer,
     tmp_path: Path,
 ) -> None:
-    out = tmp_path / "ftaudit.sarif"
-    code = main(
-        [
-            "scan",
-            str(project),
-            "-r",
-            str(project / "requirements.in"),
-            "--target",
-            "3.13t",
-            "--index-url",
-            index_server.url,
-            "--format",
-            "sarif",
-            "-o",
-            str(out),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "-q",
-        ]
-    )
-    assert code == 1
-    doc = json.loads(out.read_text())
+    doc = json.loads(_render(project, index_server, tmp_path, "sarif"))
     errors = list(Draft4Validator(SARIF_SCHEMA).iter_errors(doc))
     assert not errors, [e.message for e in errors[:5]]
     run = doc["runs"][0]
@@ -424,8 +387,6 @@ def test_the_artifact_of_another_release_is_shown(
 ) -> None:
     """ftfix-old 2.0 has nothing for 3.13t; 1.0's wheel is what the verdict judged: its
     modules are in the report for that target."""
-    from tests.test_advice import _render
-
     doc = json.loads(_render(project, index_server, tmp_path, "json"))
     old = next(p for p in doc["packages"] if p["name"] == "ftfix-old")
     verdict = old["targets"]["3.13t"]

@@ -8,29 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from ftaudit.model import Dependency, Evidence, PackageReport, Report, Source, Status, Verdict
+from ftaudit.model import PackageReport, Report, Source, Status
 from ftaudit.report import html, markdown
 from ftaudit.report.view import display_path, readiness
 from ftaudit.targets import parse_targets
+from tests.test_ci_output import _pkg as ci_pkg
 
 T313, T314 = parse_targets("3.13t,3.14t")
 
 
 def _pkg(name: str, status: Status, **verdict: object) -> PackageReport:
-    verdicts = tuple(
-        Verdict(
-            target=t,
-            platform="linux-x86_64",
-            status=status,
-            evidence=Evidence.INSPECTED,
-            reason=f"see `{name}` on {t.name}",
-            **verdict,
-        )  # type: ignore[arg-type]
-        for t in (T313, T314)
-    )
-    return PackageReport(
-        dependency=Dependency(name=name, display_name=name, version="1.0"), verdicts=verdicts
-    )
+    return ci_pkg(name, status, "see `{name}` on {target}", **verdict)
 
 
 @pytest.fixture
