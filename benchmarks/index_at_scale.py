@@ -15,7 +15,10 @@ of its own, its peak resident memory from the kernel (os.wait4):
   (target <= 10%);
 * warm: the same cache again (target >= 20x faster than cold);
 * cold with --jobs 1, against --jobs 8;
-* cold against a server that ignores Range (every wheel downloaded whole).
+* cold against a server that ignores Range (every wheel downloaded whole);
+* with --lock N: a uv.lock of N packages (the real ones and generated pure-Python ones that
+  require each other, locked by uv against the local index) scanned for 3.13t and 3.14t
+  on every platform downloaded: peak memory (target <= 1 GiB) and time.
 
 Figures go to benchmarks/index-at-scale-results.json and the README.
 """
@@ -25,10 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -117,11 +122,104 @@ def run(argv: list[str]) -> tuple[float, float, int, int]:
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, code
 
 
+def scale(
+    work: Path,
+    wheels_dir: Path,
+    pins: dict[str, str],
+    count: int,
+    platforms: list[str],
+    fresh: Callable[[str], Path],
+) -> dict[str, object]:
+    """A uv.lock of `count` packages against the local index, scanned for two targets on
+    every platform: peak memory and time."""
+    from tests.helpers.wheels import build_wheel
+
+    generated = max(0, count - len(pins))
+    rng = random.Random(11)
+    names = [f"ftscale-{i:03d}" for i in range(generated)]
+    for i, name in enumerate(names):
+        # Each requires up to three later ones and sometimes a real package: a graph
+        # with depth, fan-in and the real wheels deep inside it.
+        later = names[i + 1 :]
+        requires = rng.sample(later, min(3, len(later)))
+        if pins and rng.random() < 0.2:
+            requires.append(rng.choice(sorted(pins)))
+        module = name.replace("-", "_")
+        build_wheel(
+            wheels_dir,
+            name,
+            "1.0",
+            "py3-none-any",
+            {f"{module}/__init__.py": b"VALUE = 1\n"},
+            requires=tuple(requires),
+        )
+    project = work / "scale-project"
+    shutil.rmtree(project, ignore_errors=True)
+    project.mkdir()
+    deps = ", ".join(f'"{n}"' for n in [*names[:20], *sorted(pins)])
+    (project / "pyproject.toml").write_text(
+        f'[project]\nname = "scale"\nversion = "0"\nrequires-python = ">=3.13"\n'
+        f"dependencies = [{deps}]\n"
+    )
+    with IndexServer(wheels_dir, ranges="ok") as index:
+        uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+        proc = subprocess.run(
+            [uv, "lock", "--index-url", index.url, "--directory", str(project)],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise SystemExit(f"uv lock failed: {proc.stderr[-2000:]}")
+        lock = project / "uv.lock"
+        locked = lock.read_text().count("[[package]]")
+        print(
+            f"scale: a uv.lock of {locked} packages, 3.13t and 3.14t on {', '.join(platforms)}",
+            file=sys.stderr,
+        )
+        out = work / "scale.json"
+        wall, cpu, peak, code = run(
+            [
+                sys.executable,
+                "-m",
+                "ftaudit",
+                "scan",
+                str(lock),
+                "--target",
+                "3.13t,3.14t",
+                "--platform",
+                ",".join(platforms),
+                "--index-url",
+                index.url,
+                "--cache-dir",
+                str(fresh("cache-scale")),
+                "--format",
+                "json",
+                "-o",
+                str(out),
+                "-q",
+                "--allow-incomplete",
+            ]
+        )
+    print(
+        f"    {wall:.1f} s ({cpu:.1f} s CPU), {peak / 2**20:.0f} MiB peak, exit {code}",
+        file=sys.stderr,
+    )
+    return {
+        "packages": locked,
+        "targets": 2,
+        "platforms": len(platforms),
+        "seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),
+        "peak_mib": round(peak / 2**20),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=HERE / ".work" / "index")
     parser.add_argument("--count", type=int, default=36)
     parser.add_argument("--platforms", default="linux-x86_64")
+    parser.add_argument("--lock", type=int, default=0, metavar="N")
     args = parser.parse_args()
     platforms = args.platforms.split(",")
     wheels_dir = args.work / "wheels"
@@ -213,6 +311,8 @@ def main() -> int:
         no_ranges_fetched_share=round(whole["fetched_mib"] * 2**20 / total, 3),
         load_average=os.getloadavg()[0],
     )
+    if args.lock:
+        results["lock"] = scale(args.work, wheels_dir, pins, args.lock, platforms, fresh)
     (HERE / "index-at-scale-results.json").write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps(results, indent=1))
     return 0
