@@ -14,18 +14,27 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from ftaudit import __version__
-from ftaudit.assess import Candidate, Judgement, assess, judge_artifact
+from ftaudit.assess import Candidate, Judgement, assess, judge_artifact, judge_sdist
 from ftaudit.cache import Cache
-from ftaudit.codec import DecodeError, decode_facts, facts_to_json
+from ftaudit.codec import (
+    DecodeError,
+    decode_facts,
+    decode_sdist_facts,
+    facts_to_json,
+    sdist_facts_to_json,
+)
 from ftaudit.errors import (
     FtauditError,
     HashMismatch,
     IndexIntegrityError,
     InputError,
     PackageIndexError,
+    first_line,
 )
 from ftaudit.index import select
 from ftaudit.index.auth import redact_url
@@ -39,6 +48,7 @@ from ftaudit.inspect.artifact import (
     is_binary_candidate,
     wheel_tags,
 )
+from ftaudit.inspect.sdist import inspect_sdist
 from ftaudit.model import (
     ArtifactFacts,
     Dependency,
@@ -48,11 +58,13 @@ from ftaudit.model import (
     Installed,
     PackageReport,
     Report,
+    SdistFacts,
     Source,
     Status,
     Target,
     Verdict,
 )
+from ftaudit.sources.markers import extras_named, holds, marker_environment
 from ftaudit.sources.plan import Plan
 from ftaudit.targets import supported_tags
 
@@ -215,6 +227,10 @@ class Scanner:
         """Requires-Dist of the wheel the target installs from `release` (wheels of one
         release almost always agree; the target's own is the one that counts)."""
         wheel = select.best_wheel(release, target, platform, allow_yanked=True)
+        if wheel is None and release.wheels:
+            # Another interpreter's wheel of the same release states the same needs (an
+            # sdist-only target still installs what the release's metadata says).
+            wheel = release.wheels[0][0]
         if wheel is None:
             raise InputError(
                 f"no wheel for {target.name} on {platform}: what it requires is known "
@@ -245,6 +261,64 @@ class Scanner:
         if release is None:
             raise InputError(f"{dep.version} is not on {self.index().describe()}")
         return self.requires(dep.name, release, target, platform)
+
+    def with_dependents(self, report: Report) -> Report:
+        """The report with what every package that requires a problem package allows of
+        it, so that no advice names a version one of them rules out.
+
+        Locks that record specifiers on their edges (poetry.lock, pdm.lock), resolved
+        requirements and environments already say it; for the others (uv.lock, or a lock
+        whose edges were read from metadata) the requiring package's own Requires-Dist
+        is read, for the packages whose advice would name a version only."""
+        others = {p.dependency.name: p for p in report.packages}
+        failed: dict[str, tuple[str, list[str]]] = {}  # why -> (example, who)
+
+        def one(pkg: PackageReport) -> PackageReport:
+            dep = pkg.dependency
+            named = [v for v in pkg.verdicts if v.use_version or v.gil_wheel or v.first_ready]
+            have = {who for who, _spec in dep.requirements}
+            missing = [p for p in dep.required_by if p not in have and p in others]
+            if not named or not missing:
+                return pkg
+            asks, unknown = set(dep.requirements), []
+            for parent in missing:
+                parent_dep = others[parent].dependency
+                try:
+                    requires = self.dependency_requires(
+                        parent_dep, named[0].target, named[0].platform
+                    )
+                except FtauditError as exc:
+                    unknown.append(parent)
+                    kind = failure_kind(exc)
+                    why = kind.value if kind is not None else "no metadata"
+                    entry = failed.setdefault(why, (first_line(exc), []))
+                    entry[1].append(parent_dep.display_name)
+                    continue
+                for spec in _specifiers_on(dep.name, requires, named[0]):
+                    asks.add((parent, spec))
+            return replace(
+                pkg,
+                dependency=replace(
+                    dep,
+                    requirements=tuple(sorted(asks)),
+                    requirements_unknown=tuple(sorted(unknown)),
+                ),
+            )
+
+        packages = tuple(self._map(one, report.packages))
+        notes = list(report.notes)
+        for why, (example, who) in sorted(failed.items()):
+            names = sorted(set(who))
+            notes.append(
+                f"what {len(names)} packages allow of the packages they require is unknown "
+                f"({why}: e.g. {example}): {_listed(names)}"
+            )
+        return replace(report, packages=packages, notes=tuple(notes))
+
+    def _map(self, fn: Callable[[T], T], items: Sequence[T]) -> list[T]:
+        workers = max(1, min(self.settings.jobs, len(items) or 1))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ftaudit") as pool:
+            return list(pool.map(fn, items))
 
     # --- one package, one target, one platform -----------------------------------------
 
@@ -360,12 +434,14 @@ class Scanner:
                         verdict = assess(target, platform, current)
                         return _dated(_versioned(verdict, chosen_version), releases, version), facts
                 else:
-                    has_sdist = select.sdist(release, target, allow_yanked=True) is not None
-                    current = Candidate(
-                        version=version,
-                        sdist=has_sdist,
+                    current = self._sdist_candidate(
+                        version,
+                        select.sdist(release, target, allow_yanked=True),
                         abi3_only=select.has_gil_stable_abi_wheel(release, platform),
                     )
+                    if current.judgement is not None and current.judgement.status is Status.READY:
+                        verdict = assess(target, platform, current)
+                        return _dated(_versioned(verdict, chosen_version), releases, version), facts
 
         pre = parsed is not None and parsed.is_prerelease
         base = parsed if parsed is not None else Version("0")
@@ -438,7 +514,7 @@ class Scanner:
             wheel = select.best_wheel(ordered[mid], target, platform)
             assert wheel is not None
             _facts, judgement = self._judge_file(wheel, target)
-            if judgement.status is Status.READY:
+            if judgement.status is Status.READY and not judgement.placeholder:
                 hi = mid
             else:
                 lo = mid + 1
@@ -470,7 +546,9 @@ class Scanner:
             return None, Candidate(version=version)
         wheel = select.best_wheel(release, target, platform, allow_yanked=True)
         if wheel is None:
-            return None, Candidate(version=version, sdist=bool(release.sdists))
+            return None, self._sdist_candidate(
+                version, select.sdist(release, target, allow_yanked=True)
+            )
         facts, judgement = self._judge_file(wheel, target)
         return facts, Candidate(version=version, artifact=wheel.filename, judgement=judgement)
 
@@ -481,6 +559,8 @@ class Scanner:
             wheel = select.best_wheel(rel, target, platform)
             if wheel is not None:
                 _facts, judgement = self._judge_file(wheel, target)
+                if judgement.placeholder:
+                    continue  # installs nothing: never the release to move to
                 return Candidate(
                     version=str(rel.version), artifact=wheel.filename, judgement=judgement
                 )
@@ -540,6 +620,44 @@ class Scanner:
             )
         return facts, judge_artifact(facts, target=target)
 
+    def _sdist_candidate(
+        self, version: str, sdist: IndexFile | None, *, abi3_only: bool = False
+    ) -> Candidate:
+        """The version in use when the target has only its sdist: ready when the sdist
+        builds only Python (read, never built), else a `build` saying what compiles."""
+        if sdist is None or not self.settings.inspect:
+            return Candidate(version=version, sdist=sdist is not None, abi3_only=abi3_only)
+        try:
+            facts = self._once.get(("sdist", sdist.url), lambda: self._sdist_facts(sdist))
+        except FtauditError as exc:
+            judgement = Judgement(
+                status=Status.UNKNOWN,
+                evidence=Evidence.INSPECTED,
+                reason=f"{sdist.filename}: {exc}",
+                incomplete=failure_kind(exc),
+            )
+            return Candidate(version=version, judgement=judgement, sdist=True)
+        judged = judge_sdist(facts)
+        if judged is None:
+            return Candidate(
+                version=version, sdist=True, abi3_only=abi3_only, compiles=facts.compiles
+            )
+        return Candidate(version=version, artifact=sdist.filename, judgement=judged, sdist=True)
+
+    def _sdist_facts(self, sdist: IndexFile) -> SdistFacts:
+        key = f"{_FACTS_KEY}+sdist"
+        if sdist.sha256:
+            cached = self.cache.facts(sdist.sha256, key)
+            if cached is not None:
+                try:
+                    return decode_sdist_facts(cached)
+                except DecodeError as exc:
+                    self.cache.drop_facts(sdist.sha256, key, why=str(exc))
+        facts = inspect_sdist(self._download(sdist), sdist.filename)
+        if sdist.sha256:
+            self.cache.store_facts(sdist.sha256, key, sdist_facts_to_json(facts))
+        return facts
+
     def _wheel_facts(self, wheel: IndexFile) -> ArtifactFacts:
         if wheel.sha256:
             cached = self.cache.facts(wheel.sha256, _FACTS_KEY)
@@ -579,6 +697,28 @@ class Scanner:
         return fetch_artifact(
             self.index().http, self.cache, wheel.url, wheel.filename, wheel.sha256
         )
+
+
+def _specifiers_on(name: str, requires: Sequence[str], verdict: Verdict) -> list[str]:
+    """The specifiers a Requires-Dist list puts on `name` for the verdict's target and
+    platform (a requirement behind an extra counts: the lock installed it for one)."""
+    env = marker_environment(verdict.target, verdict.platform)
+    out = []
+    for text in requires:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(req.name) != name or not str(req.specifier):
+            continue
+        if holds(req.marker, env, extras_named(req.marker)):
+            out.append(str(req.specifier))
+    return out
+
+
+def _listed(names: Sequence[str], limit: int = 8) -> str:
+    more = len(names) - limit
+    return ", ".join(names[:limit]) + (f" and {more} more" if more > 0 else "")
 
 
 def _matching(specifier: str) -> str:

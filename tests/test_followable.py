@@ -1,0 +1,244 @@
+"""Verdicts a user can act on: pure-Python sdists are ready, a placeholder release is never
+a fix, no advice names a version another package rules out (whatever the source), and a
+package installed only for an extra is advised through that extra.
+
+Everything here is pure Python (wheels and sdists built in the test), served by a real
+index on 127.0.0.1: nothing is compiled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ftaudit.cli import main
+from tests.helpers.index_server import IndexServer
+from tests.helpers.wheels import build_sdist, build_wheel
+
+PURE = "py3-none-any"
+HATCH = b'[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
+SETUP_EXT = (
+    b"from setuptools import Extension, setup\n"
+    b'setup(ext_modules=[Extension("lib._core", ["src/core.c"])])\n'
+)
+C_SOURCE = b"int lib_core(void) { return 0; }\n"
+
+
+@pytest.fixture(autouse=True)
+def _elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+
+def compiled_sdist(index: Path, name: str, version: str) -> Path:
+    return build_sdist(index, name, version, {"setup.py": SETUP_EXT, "src/core.c": C_SOURCE})
+
+
+def pure_wheel(index: Path, name: str, version: str, **kw: Any) -> Path:
+    module = name.replace("-", "_")
+    return build_wheel(index, name, version, PURE, {f"{module}/__init__.py": b"x = 1\n"}, **kw)
+
+
+def scan(tmp_path: Path, source: Path, index: IndexServer, *extra: str) -> dict[str, Any]:
+    out = tmp_path / "report.json"
+    args = ["scan", str(source), "--target", "3.13t", "--platform", "linux-x86_64"]
+    args += ["--index-url", index.url, "--cache-dir", str(tmp_path / "cache")]
+    main([*args, *extra, "--format", "json", "-o", str(out), "--quiet"])
+    return dict(json.loads(out.read_text()))
+
+
+def requirements(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "proj" / "requirements.txt"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def by_name(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for p in doc["packages"]}
+
+
+# --- sdists read, never built ----------------------------------------------------------
+
+
+def test_a_pure_python_sdist_is_ready_and_one_with_c_sources_is_a_build(tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    build_sdist(index, "purelib", "1.0", {"pyproject.toml": HATCH, "purelib/__init__.py": b""})
+    compiled_sdist(index, "clib", "1.0")
+    source = requirements(tmp_path, "purelib==1.0\nclib==1.0\n")
+    with IndexServer(index) as server:
+        doc = scan(tmp_path, source, server)
+    pkgs = by_name(doc)
+    pure = pkgs["purelib"]["targets"]["3.13t"]
+    assert (pure["status"], pure["evidence"]) == ("ready", "pure")
+    assert "pure Python sdist" in pure["reason"] and "hatchling.build" in pure["reason"]
+    assert pkgs["purelib"]["advice"] == []
+    native = pkgs["clib"]["targets"]["3.13t"]
+    assert native["status"] == "build"
+    assert "src/core.c (C)" in native["reason"] and "setup.py: Extension" in native["reason"]
+
+
+def test_an_sdist_past_the_reading_budget_is_unknown_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ftaudit.inspect.sdist.MAX_MEMBERS", 2)
+    index = tmp_path / "index"
+    files = {"pyproject.toml": HATCH, **{f"big/m{i}.py": b"" for i in range(5)}}
+    build_sdist(index, "biglib", "1.0", files)
+    with IndexServer(index) as server:
+        doc = scan(tmp_path, requirements(tmp_path, "biglib==1.0\n"), server)
+    verdict = by_name(doc)["biglib"]["targets"]["3.13t"]
+    assert verdict["status"] == "unknown"
+    assert "more than 2 files: not all read" in verdict["reason"]
+
+
+@pytest.mark.parametrize(
+    ("files", "says"),
+    [
+        ({"pyproject.toml": HATCH, "a/__init__.py": b""}, None),
+        ({"setup.py": b"from setuptools import setup\nsetup(name='x')\n"}, None),
+        (
+            {"pyproject.toml": b'[build-system]\nbuild-backend = "maturin"\n', "a.py": b""},
+            "build backend maturin",
+        ),
+        (
+            {"pyproject.toml": HATCH.replace(b'"hatchling"', b'"hatchling", "Cython>=3"')},
+            "build requires Cython>=3",
+        ),
+        (
+            {"pyproject.toml": HATCH + b"[tool.hatch.build.targets.wheel.hooks.mypyc]\n"},
+            "hatch build hook mypyc",
+        ),
+        ({"setup.py": b"setup()\n", "setup.cfg": b"[build_ext]\ninplace=1\n"}, "setup.cfg"),
+        ({"pyproject.toml": HATCH, "a/_speed.abi3.so": b"\x7fELF"}, "binary"),
+        ({"pyproject.toml": HATCH, "rust/lib.rs": b"fn main() {}"}, "(Rust)"),
+        ({"pyproject.toml": HATCH, "a/fast.pyx": b""}, "(Cython)"),
+        ({"a/__init__.py": b""}, "nothing says how it builds"),
+    ],
+)
+def test_what_makes_an_sdist_more_than_python(
+    tmp_path: Path, files: dict[str, bytes], says: str | None
+) -> None:
+    from ftaudit.inspect.sdist import inspect_sdist
+
+    facts = inspect_sdist(build_sdist(tmp_path, "x", "1.0", files), "x-1.0.tar.gz")
+    assert facts.unreadable is None
+    if says is None:
+        assert facts.compiles == ()
+    else:
+        assert any(says in c for c in facts.compiles), facts.compiles
+
+
+def test_an_sdist_that_is_no_archive_is_an_input_error(tmp_path: Path) -> None:
+    from ftaudit.errors import InputError
+    from ftaudit.inspect.sdist import inspect_sdist
+
+    bad = tmp_path / "x-1.0.tar.gz"
+    bad.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(InputError, match="not a readable sdist"):
+        inspect_sdist(bad, bad.name)
+
+
+# --- a placeholder release is never a fix -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "files",
+    [{}, {"holder/__init__.py": b""}, {"holder/__init__.py": b"# reserved\n\n"}],
+    ids=["dist-info only", "empty __init__", "comment-only __init__"],
+)
+def test_a_placeholder_release_is_never_the_pin(tmp_path: Path, files: dict[str, bytes]) -> None:
+    """holder 2.0 only builds from a C sdist; 0.0.1 is a wheel that installs no code."""
+    index = tmp_path / "index"
+    compiled_sdist(index, "holder", "2.0")
+    build_wheel(index, "holder", "0.0.1", PURE, files)
+    with IndexServer(index) as server:
+        doc = scan(tmp_path, requirements(tmp_path, "holder==2.0\n"), server)
+    pkg = by_name(doc)["holder"]
+    assert pkg["targets"]["3.13t"]["status"] == "build"
+    assert pkg["targets"]["3.13t"]["use_version"] is None
+    assert not any("0.0.1" in a["text"] for a in pkg["advice"])
+
+
+# --- a version another package rules out is not advice ----------------------------------
+
+
+def test_a_pin_another_package_forbids_says_what_blocks_it(tmp_path: Path) -> None:
+    """lib 1.0 is ready, but app requires lib>=1.5: "Pin lib==1.0" cannot be followed."""
+    index = tmp_path / "index"
+    compiled_sdist(index, "lib", "2.0")
+    pure_wheel(index, "lib", "1.0")
+    pure_wheel(index, "app", "1.0", requires=("lib>=1.5",))
+    with IndexServer(index) as server:
+        doc = scan(tmp_path, requirements(tmp_path, "app==1.0\n"), server)
+    pkg = by_name(doc)["lib"]
+    assert pkg["targets"]["3.13t"]["status"] == "downgrade"
+    (advice,) = pkg["advice"]
+    assert advice["version"] is None
+    assert "Pin lib" not in advice["text"]
+    assert "app requiring lib>=1.5 rules it out" in advice["text"]
+
+
+UV_LOCK = """\
+version = 1
+revision = 2
+requires-python = ">=3.10"
+
+[[package]]
+name = "proj"
+version = "0.1.0"
+source = {{ virtual = "." }}
+dependencies = [{{ name = "app" }}]
+
+[package.metadata]
+requires-dist = [{{ name = "app", specifier = "==1.0" }}]
+
+[[package]]
+name = "app"
+version = "1.0"
+source = {{ registry = "{url}" }}
+dependencies = [{{ name = "lib" }}]
+
+[[package]]
+name = "lib"
+version = "1.0"
+source = {{ registry = "{url}" }}
+"""
+
+PIPFILE_LOCK = """\
+{{"_meta": {{"pipfile-spec": 6, "requires": {{}}, "sources": [{{"name": "i", "url": "{url}",
+"verify_ssl": false}}]}},
+ "default": {{"app": {{"version": "==1.0"}}, "lib": {{"version": "==1.0"}}}}, "develop": {{}}}}
+"""
+
+
+@pytest.mark.parametrize("kind", ["uv.lock", "Pipfile.lock", "requirements.txt"])
+def test_an_upgrade_a_dependent_forbids_is_not_advised_from_any_source(
+    tmp_path: Path, kind: str
+) -> None:
+    """lib 1.0 builds from a C sdist, 3.0 is ready, and app's own Requires-Dist says
+    lib<2: uv.lock records no specifiers, Pipfile.lock no edges at all; each names app."""
+    index = tmp_path / "index"
+    compiled_sdist(index, "lib", "1.0")
+    pure_wheel(index, "lib", "3.0")
+    pure_wheel(index, "app", "1.0", requires=("lib<2",))
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    with IndexServer(index) as server:
+        if kind == "uv.lock":
+            (proj / "pyproject.toml").write_text(
+                '[project]\nname = "proj"\nversion = "0.1.0"\ndependencies = ["app==1.0"]\n'
+            )
+            (proj / kind).write_text(UV_LOCK.format(url=server.url))
+        elif kind == "Pipfile.lock":
+            (proj / kind).write_text(PIPFILE_LOCK.format(url=server.url))
+        else:
+            (proj / kind).write_text("app==1.0\nlib==1.0\n")
+        doc = scan(tmp_path, proj / kind, server)
+    pkg = by_name(doc)["lib"]
+    assert pkg["targets"]["3.13t"]["status"] == "upgrade"
+    (advice,) = pkg["advice"]
+    assert advice["version"] is None, advice["text"]
+    assert "app requiring lib<2 rules it out" in advice["text"]
