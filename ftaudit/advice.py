@@ -123,6 +123,10 @@ def package_advice(
                     "may be ready too, the reader could not tell." + _unread(dep, use)
                 )
             out.append(Advice(kind="verify", targets=_targets(verdicts), text=text))
+        if dep.through_extras and status is not Status.BLOCKED and out:
+            # Not asked for by the project: the extra that brings it is the lever.
+            last = out[-1]
+            out[-1] = replace(last, text=f"{last.text} {_extra_text(dep, others)}")
         trap = _trap(dep, status, judged, use, where, verdicts[0])
         if trap is not None:
             out.append(trap)
@@ -359,10 +363,12 @@ def _replace(
     dep = pkg.dependency
     where = _where(verdicts)
     sites = _sites(dep.name, others, import_sites)
-    text = (
-        f"Nothing of {dep.display_name} installs on {where}: no wheel, no sdist. Replace it, "
-        "or run the code that needs it in separate processes of a GIL-enabled interpreter "
-        "(a subprocess or a service the free-threaded process talks to)."
+    text = f"Nothing of {dep.display_name} installs on {where}: no wheel, no sdist. " + (
+        _extra_text(dep, others)
+        if dep.through_extras
+        else "Replace it, or run the code that needs it in separate processes of a "
+        "GIL-enabled interpreter (a subprocess or a service the free-threaded process "
+        "talks to)."
     )
     if sites:
         text += f" The project imports it at {_site_list(sites)}."
@@ -372,6 +378,23 @@ def _replace(
         targets=_targets(verdicts),
         import_sites=sites,
     )
+
+
+def _extra_text(dep: Dependency, others: Mapping[str, PackageReport]) -> str:
+    """Which extras bring the package in, and the alternative extras beside them."""
+    asked = []
+    instead = []
+    for parent, extra, alternatives in dep.through_extras:
+        shown = _display(parent, others)
+        asked.append(f"{shown}[{extra}]")
+        instead += [f"{shown}[{a}]" for a in alternatives]
+    text = (
+        f"{dep.display_name} is installed only for {' and '.join(dict.fromkeys(asked))}: "
+        f"drop {'that extra' if len(asked) == 1 else 'those extras'}"
+    )
+    if instead:
+        text += f", or ask for {' or '.join(dict.fromkeys(instead))} instead"
+    return text + "."
 
 
 def _trap(

@@ -7,6 +7,7 @@ free-threaded interpreter the binary readers run in parallel too.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -264,54 +265,72 @@ class Scanner:
 
     def with_dependents(self, report: Report) -> Report:
         """The report with what every package that requires a problem package allows of
-        it, so that no advice names a version one of them rules out.
+        it, and whether it comes in only through their extras.
 
         Locks that record specifiers on their edges (poetry.lock, pdm.lock), resolved
-        requirements and environments already say it; for the others (uv.lock, or a lock
-        whose edges were read from metadata) the requiring package's own Requires-Dist
-        is read, for the packages whose advice would name a version only."""
+        requirements and environments already say what they allow; for the others
+        (uv.lock, or a lock whose edges were read from metadata) the requiring package's
+        own Requires-Dist is read, for the packages whose advice would name a version.
+        A problem package the project does not ask for itself is looked up the same way:
+        when every requirement on it is behind an extra, the advice names the extra."""
         others = {p.dependency.name: p for p in report.packages}
-        failed: dict[str, tuple[str, list[str]]] = {}  # why -> (example, who)
+        failed: dict[str, tuple[str, set[str]]] = {}  # why -> (example, who)
+        lock = threading.Lock()
 
         def one(pkg: PackageReport) -> PackageReport:
             dep = pkg.dependency
-            named = [v for v in pkg.verdicts if v.use_version or v.gil_wheel or v.first_ready]
+            problems = [
+                v for v in pkg.verdicts if v.status is not Status.READY and v.incomplete is None
+            ]
+            named = [v for v in problems if v.use_version or v.gil_wheel or v.first_ready]
             have = {who for who, _spec in dep.requirements}
-            missing = [p for p in dep.required_by if p not in have and p in others]
-            if not named or not missing:
+            parents = [p for p in dep.required_by if p in others]
+            missing = [p for p in parents if p not in have] if named else []
+            extras_wanted = bool(problems) and not dep.direct and bool(parents)
+            ask = parents if extras_wanted else missing
+            if not ask:
                 return pkg
+            verdict = (named or problems)[0]
             asks, unknown = set(dep.requirements), []
-            for parent in missing:
+            through: list[tuple[str, str, tuple[str, ...]]] = []
+            for parent in ask:
                 parent_dep = others[parent].dependency
                 try:
                     requires = self.dependency_requires(
-                        parent_dep, named[0].target, named[0].platform
+                        parent_dep, verdict.target, verdict.platform
                     )
                 except FtauditError as exc:
                     unknown.append(parent)
                     kind = failure_kind(exc)
-                    why = kind.value if kind is not None else "no metadata"
-                    entry = failed.setdefault(why, (first_line(exc), []))
-                    entry[1].append(parent_dep.display_name)
+                    with lock:
+                        entry = failed.setdefault(
+                            kind.value if kind is not None else "no metadata",
+                            (first_line(exc), set()),
+                        )
+                        entry[1].add(parent_dep.display_name)
                     continue
-                for spec in _specifiers_on(dep.name, requires, named[0]):
-                    asks.add((parent, spec))
+                on_it = _requirements_on(dep.name, requires, verdict)
+                if parent in missing:
+                    asks.update((parent, str(r.specifier)) for r in on_it if str(r.specifier))
+                through.extend(_through_extras(parent, on_it, requires))
+            only_extras = extras_wanted and not unknown and _every_parent(parents, through)
             return replace(
                 pkg,
                 dependency=replace(
                     dep,
                     requirements=tuple(sorted(asks)),
-                    requirements_unknown=tuple(sorted(unknown)),
+                    requirements_unknown=tuple(sorted(unknown)) if named else (),
+                    through_extras=tuple(through) if only_extras else (),
                 ),
             )
 
         packages = tuple(self._map(one, report.packages))
         notes = list(report.notes)
         for why, (example, who) in sorted(failed.items()):
-            names = sorted(set(who))
+            names = sorted(who)
             notes.append(
-                f"what {len(names)} packages allow of the packages they require is unknown "
-                f"({why}: e.g. {example}): {_listed(names)}"
+                f"what {len(names)} packages require could not be read ({why}: e.g. "
+                f"{example}): {_listed(names)}"
             )
         return replace(report, packages=packages, notes=tuple(notes))
 
@@ -699,9 +718,9 @@ class Scanner:
         )
 
 
-def _specifiers_on(name: str, requires: Sequence[str], verdict: Verdict) -> list[str]:
-    """The specifiers a Requires-Dist list puts on `name` for the verdict's target and
-    platform (a requirement behind an extra counts: the lock installed it for one)."""
+def _requirements_on(name: str, requires: Sequence[str], verdict: Verdict) -> list[Requirement]:
+    """The requirements in a Requires-Dist list on `name` that apply to the verdict's
+    target and platform (one behind an extra counts: the source installed it for one)."""
     env = marker_environment(verdict.target, verdict.platform)
     out = []
     for text in requires:
@@ -709,11 +728,53 @@ def _specifiers_on(name: str, requires: Sequence[str], verdict: Verdict) -> list
             req = Requirement(text)
         except InvalidRequirement:
             continue
-        if canonicalize_name(req.name) != name or not str(req.specifier):
-            continue
-        if holds(req.marker, env, extras_named(req.marker)):
-            out.append(str(req.specifier))
+        if canonicalize_name(req.name) == name and holds(req.marker, env, extras_named(req.marker)):
+            out.append(req)
     return out
+
+
+def _through_extras(
+    parent: str, on_it: Sequence[Requirement], requires: Sequence[str]
+) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(parent, extra, alternatives) for each extra of `parent` that asks for the package,
+    or nothing when any requirement on it is unconditional. An alternative is another
+    extra of the parent asking for another package on the same terms (psycopg's
+    ``binary`` and ``c``: the same pin, the same marker but for the extra)."""
+    out = []
+    for req in on_it:
+        extras = extras_named(req.marker)
+        if not extras:
+            return []
+        terms = (str(req.specifier), _without_extra(req.marker))
+        for extra in extras:
+            alternatives = []
+            for text in requires:
+                try:
+                    other = Requirement(text)
+                except InvalidRequirement:
+                    continue
+                if canonicalize_name(other.name) == canonicalize_name(req.name):
+                    continue
+                for alt in extras_named(other.marker):
+                    same = (str(other.specifier), _without_extra(other.marker)) == terms
+                    if alt != extra and same and alt not in alternatives:
+                        alternatives.append(alt)
+            out.append((parent, extra, tuple(alternatives)))
+    return out
+
+
+def _every_parent(parents: Sequence[str], through: Sequence[tuple[str, str, object]]) -> bool:
+    return bool(through) and set(parents) <= {p for p, _e, _a in through}
+
+
+_EXTRA_CLAUSE = re.compile(r"""extra\s*==\s*["'][^"']*["']""")
+
+
+def _without_extra(marker: object) -> str:
+    """A marker's text with its `extra == "..."` clauses taken out (for comparing)."""
+    text = _EXTRA_CLAUSE.sub("", str(marker or ""))
+    text = re.sub(r"\(\s*\)", "", text)
+    return re.sub(r"^\s*(and|or)\s+|\s+(and|or)\s*$|\s+(and|or)\s+(?=(and|or)\b)", "", text.strip())
 
 
 def _listed(names: Sequence[str], limit: int = 8) -> str:

@@ -242,3 +242,108 @@ def test_an_upgrade_a_dependent_forbids_is_not_advised_from_any_source(
     (advice,) = pkg["advice"]
     assert advice["version"] is None, advice["text"]
     assert "app requiring lib<2 rules it out" in advice["text"]
+
+
+# --- a problem package that comes in only through an extra ------------------------------
+
+PG_REQUIRES = (
+    'pg-binary==3.0; implementation_name != "pypy" and extra == "binary"',
+    'pg-c==3.0; implementation_name != "pypy" and extra == "c"',
+    'pg-pool; extra == "pool"',
+)
+
+UV_LOCK_EXTRA = """\
+version = 1
+revision = 2
+requires-python = ">=3.10"
+
+[[package]]
+name = "proj"
+version = "0.1.0"
+source = {{ virtual = "." }}
+dependencies = [{{ name = "pg", extra = ["binary"] }}]
+
+[[package]]
+name = "pg"
+version = "3.0"
+source = {{ registry = "{url}" }}
+
+[package.optional-dependencies]
+binary = [{{ name = "pg-binary", marker = "implementation_name != 'pypy'" }}]
+
+[[package]]
+name = "pg-binary"
+version = "3.0"
+source = {{ registry = "{url}" }}
+"""
+
+
+@pytest.mark.parametrize("kind", ["requirements.txt", "uv.lock"])
+def test_a_blocked_package_behind_an_extra_is_advised_through_the_extra(
+    tmp_path: Path, kind: str
+) -> None:
+    """pg-binary has only a GIL build's wheel: not "replace it", but drop pg[binary] or
+    ask for pg[c] (the extra with the same terms), never pg[pool]."""
+    index = tmp_path / "index"
+    pure_wheel(index, "pg", "3.0", requires=PG_REQUIRES, provides_extra=("binary", "c", "pool"))
+    build_wheel(index, "pg-binary", "3.0", "cp313-cp313-manylinux_2_17_x86_64", {"x": b""})
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    with IndexServer(index) as server:
+        if kind == "uv.lock":
+            (proj / "pyproject.toml").write_text(
+                '[project]\nname = "proj"\nversion = "0.1.0"\ndependencies = ["pg[binary]"]\n'
+            )
+            (proj / kind).write_text(UV_LOCK_EXTRA.format(url=server.url))
+        else:
+            (proj / kind).write_text("pg[binary]==3.0\n")
+        doc = scan(tmp_path, proj / kind, server)
+    pkg = by_name(doc)["pg-binary"]
+    assert pkg["targets"]["3.13t"]["status"] == "blocked"
+    (advice,) = pkg["advice"]
+    assert "pg-binary is installed only for pg[binary]: drop that extra" in advice["text"]
+    assert "or ask for pg[c] instead" in advice["text"]
+    assert "pool" not in advice["text"] and "Replace it" not in advice["text"]
+
+
+# --- a partial index --------------------------------------------------------------------
+
+
+def test_beside_a_dead_index_a_partial_one_gives_no_blocked_and_counted_notes(
+    tmp_path: Path,
+) -> None:
+    """The mirror holds only sk's GIL-build wheel and nothing of m1..m4: sk is unknown
+    (the dead index may have its wheel), and the four lookups that failed are one note."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/simple/"
+    index = tmp_path / "index"
+    build_wheel(index, "sk", "1.0", "cp313-cp313-manylinux_2_17_x86_64", {"x": b""})
+    names = ["sk", "m1", "m2", "m3", "m4"]
+    lock = {
+        "_meta": {"pipfile-spec": 6, "requires": {}, "sources": []},
+        "default": {n: {"version": "==1.0"} for n in names},
+        "develop": {},
+    }
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "Pipfile.lock").write_text(json.dumps(lock))
+    with IndexServer(index) as partial:
+        doc = scan(
+            tmp_path,
+            proj / "Pipfile.lock",
+            partial,
+            "--index-url",
+            dead,
+            "--extra-index-url",
+            partial.url,
+        )
+    sk = by_name(doc)["sk"]
+    assert sk["targets"]["3.13t"]["status"] == "unknown"
+    assert doc["summary"]["3.13t"]["blocked"] == 0
+    assert not any("Replace it" in a["text"] for p in doc["packages"] for a in p["advice"])
+    unknown = [n for n in doc["notes"] if "require" in n and "is unknown" in n]
+    assert len(unknown) == 1, doc["notes"]
+    assert unknown[0].startswith("who 4 packages (m1, m2, m3, m4) require is unknown (e.g. ")
