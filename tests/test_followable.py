@@ -347,3 +347,26 @@ def test_beside_a_dead_index_a_partial_one_gives_no_blocked_and_counted_notes(
     unknown = [n for n in doc["notes"] if "require" in n and "is unknown" in n]
     assert len(unknown) == 1, doc["notes"]
     assert unknown[0].startswith("who 4 packages (m1, m2, m3, m4) require is unknown (e.g. ")
+
+
+def test_uv_lock_names_the_projects_own_requirement_in_an_upgrade(tmp_path: Path) -> None:
+    """uv.lock keeps the project's specifiers under [package.metadata] only: the upgrade
+    says the project's own lib<2 must allow 3.0 (the project can change that one)."""
+    index = tmp_path / "index"
+    compiled_sdist(index, "lib", "1.0")
+    pure_wheel(index, "lib", "3.0")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    with IndexServer(index) as server:
+        lock = UV_LOCK.format(url=server.url)
+        lock = lock.replace(
+            'dependencies = [{ name = "app" }]\n', 'dependencies = [{ name = "lib" }]\n', 1
+        )
+        lock = lock.replace(
+            '{ name = "app", specifier = "==1.0" }', '{ name = "lib", specifier = "<2" }'
+        )
+        (proj / "uv.lock").write_text(lock)
+        doc = scan(tmp_path, proj / "uv.lock", server)
+    (advice,) = by_name(doc)["lib"]["advice"]
+    assert advice["version"] == "3.0"
+    assert "Blocked by project requiring lib<2: it must allow 3.0 first" in advice["text"]
