@@ -8,6 +8,7 @@ index on 127.0.0.1: nothing is compiled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -214,28 +215,81 @@ PIPFILE_LOCK = """\
 """
 
 
-@pytest.mark.parametrize("kind", ["uv.lock", "Pipfile.lock", "requirements.txt"])
+POETRY_LOCK = """\
+[[package]]
+name = "app"
+version = "1.0"
+description = ""
+optional = false
+python-versions = "*"
+groups = ["main"]
+files = []
+
+[package.dependencies]
+lib = "<2"
+
+[[package]]
+name = "lib"
+version = "1.0"
+description = ""
+optional = false
+python-versions = "*"
+groups = ["main"]
+files = []
+
+[metadata]
+lock-version = "2.1"
+python-versions = ">=3.10"
+content-hash = "0"
+"""
+
+PYLOCK = """\
+lock-version = "1.0"
+created-by = "uv"
+
+[[packages]]
+name = "app"
+version = "1.0"
+index = "{url}"
+wheels = [{{ url = "{files}app-1.0-py3-none-any.whl", hashes = {{ sha256 = "{app}" }} }}]
+
+[[packages]]
+name = "lib"
+version = "1.0"
+index = "{url}"
+sdist = {{ url = "{files}lib-1.0.tar.gz", hashes = {{ sha256 = "{lib}" }} }}
+"""
+
+LOCKS = {
+    "uv.lock": UV_LOCK,
+    "Pipfile.lock": PIPFILE_LOCK,
+    "poetry.lock": POETRY_LOCK,
+    "pylock.toml": PYLOCK,
+    "requirements.txt": "app==1.0\nlib==1.0\n",
+}
+
+
+@pytest.mark.parametrize("kind", list(LOCKS))
 def test_an_upgrade_a_dependent_forbids_is_not_advised_from_any_source(
     tmp_path: Path, kind: str
 ) -> None:
     """lib 1.0 builds from a C sdist, 3.0 is ready, and app's own Requires-Dist says
     lib<2: uv.lock records no specifiers, Pipfile.lock no edges at all; each names app."""
     index = tmp_path / "index"
-    compiled_sdist(index, "lib", "1.0")
+    lib = compiled_sdist(index, "lib", "1.0")
     pure_wheel(index, "lib", "3.0")
-    pure_wheel(index, "app", "1.0", requires=("lib<2",))
+    app = pure_wheel(index, "app", "1.0", requires=("lib<2",))
+    digests = {
+        n: hashlib.sha256(p.read_bytes()).hexdigest() for n, p in (("lib", lib), ("app", app))
+    }
     proj = tmp_path / "proj"
     proj.mkdir()
     with IndexServer(index) as server:
-        if kind == "uv.lock":
-            (proj / "pyproject.toml").write_text(
-                '[project]\nname = "proj"\nversion = "0.1.0"\ndependencies = ["app==1.0"]\n'
-            )
-            (proj / kind).write_text(UV_LOCK.format(url=server.url))
-        elif kind == "Pipfile.lock":
-            (proj / kind).write_text(PIPFILE_LOCK.format(url=server.url))
-        else:
-            (proj / kind).write_text("app==1.0\nlib==1.0\n")
+        (proj / "pyproject.toml").write_text(
+            '[project]\nname = "proj"\nversion = "0.1.0"\ndependencies = ["app==1.0"]\n'
+        )
+        files = server.url.replace("/simple/", "/files/")
+        (proj / kind).write_text(LOCKS[kind].format(url=server.url, files=files, **digests))
         doc = scan(tmp_path, proj / kind, server)
     pkg = by_name(doc)["lib"]
     assert pkg["targets"]["3.13t"]["status"] == "upgrade"
@@ -370,3 +424,28 @@ def test_uv_lock_names_the_projects_own_requirement_in_an_upgrade(tmp_path: Path
     (advice,) = by_name(doc)["lib"]["advice"]
     assert advice["version"] == "3.0"
     assert "Blocked by project requiring lib<2: it must allow 3.0 first" in advice["text"]
+
+
+def test_an_environment_records_what_each_installed_requirer_allows() -> None:
+    """An installed environment's own Requires-Dist is the check (no index needed)."""
+    from ftaudit.model import Installed
+    from ftaudit.sources.graph import dependencies_from_installed
+
+    def dist(name: str, *requires: str) -> Installed:
+        return Installed(
+            name=name,
+            display_name=name,
+            version="1.0",
+            site_dir="/nowhere",
+            files=(),
+            requires=requires,
+            classifiers=(),
+            wheel_tags=(),
+        )
+
+    deps = dependencies_from_installed(
+        [dist("app", "lib<2", "other"), dist("lib"), dist("other")], {}
+    )
+    by = {d.name: d for d in deps}
+    assert by["lib"].requirements == (("app", "<2"),)
+    assert by["other"].requirements == (("app", ""),)
