@@ -132,6 +132,21 @@ def test_what_makes_an_sdist_more_than_python(
         assert any(says in c for c in facts.compiles), facts.compiles
 
 
+def test_a_zip_sdist_is_read_the_same_way(tmp_path: Path) -> None:
+    import zipfile
+
+    from ftaudit.inspect.sdist import inspect_sdist
+
+    for name, files in (("pure", {"pyproject.toml": HATCH}), ("c", {"setup.py": SETUP_EXT})):
+        path = tmp_path / f"{name}-1.0.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            for member, data in files.items():
+                zf.writestr(f"{name}-1.0/{member}", data)
+        facts = inspect_sdist(path, path.name)
+        assert facts.unreadable is None
+        assert bool(facts.compiles) == (name == "c"), facts
+
+
 def test_an_sdist_that_is_no_archive_is_an_input_error(tmp_path: Path) -> None:
     from ftaudit.errors import InputError
     from ftaudit.inspect.sdist import inspect_sdist
@@ -140,6 +155,35 @@ def test_an_sdist_that_is_no_archive_is_an_input_error(tmp_path: Path) -> None:
     bad.write_bytes(b"\x1f\x8b not really gzip")
     with pytest.raises(InputError, match="not a readable sdist"):
         inspect_sdist(bad, bad.name)
+
+
+def test_an_sdist_header_that_asks_for_gigabytes_ends_the_reading(tmp_path: Path) -> None:
+    """A PAX header is read whole by the tar reader, whatever size it claims: the bounded
+    stream refuses it (a gzip of zeros can claim gigabytes)."""
+    import io
+    import tarfile
+
+    from ftaudit.inspect.sdist import inspect_sdist
+
+    path = tmp_path / "bomb-1.0.tar.gz"
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tf:
+        info = tarfile.TarInfo("bomb-1.0/setup.py")
+        info.pax_headers = {"comment": "x" * (5 * 1024 * 1024)}
+        info.size = 0
+        tf.addfile(info, io.BytesIO(b""))
+    facts = inspect_sdist(path, path.name)
+    assert facts.unreadable is not None and "asks for a read of" in facts.unreadable
+
+
+def test_an_sdist_that_unpacks_past_the_budget_is_not_read_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ftaudit.inspect.sdist import inspect_sdist
+
+    monkeypatch.setattr("ftaudit.inspect.sdist.MAX_UNPACKED_BYTES", 4096)
+    path = build_sdist(tmp_path, "big", "1.0", {"data.bin": b"\0" * 8192, "setup.py": b""})
+    facts = inspect_sdist(path, path.name)
+    assert facts.unreadable is not None and "unpack to more than" in facts.unreadable
 
 
 # --- a placeholder release is never a fix -----------------------------------------------

@@ -12,13 +12,17 @@ called pure: a wrong `ready` is the one answer this must never give.
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
+import lzma
 import re
 import sys
 import tarfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -130,7 +134,15 @@ _NATIVE_WORDS = re.compile(
     rb"cmake|cargo|maturin|meson|gcc|clang)\b"
 )
 _CONFIG_NAMES = {"pyproject.toml", "setup.cfg"}
-_TAR_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, ValueError, UnicodeError)
+_TAR_ERRORS = (
+    tarfile.TarError,
+    OSError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    ValueError,
+    UnicodeError,
+)
 
 
 def inspect_sdist(path: Path, name: str) -> SdistFacts:
@@ -152,27 +164,27 @@ class _Reading:
     def tar(self, path: Path) -> SdistFacts:
         unpacked = 0
         try:
-            with tarfile.open(path, mode="r|*") as tf:
-                for member in _members(tf):
-                    if not member.isfile():
-                        continue
-                    self.files += 1
-                    unpacked += member.size
-                    if self.files > MAX_MEMBERS:
-                        self.stopped = f"more than {MAX_MEMBERS} files: not all read"
-                        break
-                    if unpacked > MAX_UNPACKED_BYTES:
-                        self.stopped = (
-                            f"its files unpack to more than {MAX_UNPACKED_BYTES} bytes: "
-                            "not all read"
-                        )
-                        break
-                    rel = _relative(member.name)
-                    if not self._wants(rel, member.size):
-                        continue
-                    fh = tf.extractfile(member)
-                    data = fh.read(MAX_CONFIG_BYTES + 1) if fh is not None else b""
-                    self._keep(rel, data)
+            with path.open("rb") as raw, _decompressed(raw) as inner:
+                bounded = _Bounded(inner)
+                with tarfile.open(fileobj=bounded, mode="r:") as tf:
+                    for member in _members(tf):
+                        if not member.isfile():
+                            continue
+                        self.files += 1
+                        unpacked += member.size
+                        if self.files > MAX_MEMBERS:
+                            self.stopped = f"more than {MAX_MEMBERS} files: not all read"
+                            break
+                        if unpacked > MAX_UNPACKED_BYTES:
+                            raise _Budget(_unpacked())
+                        rel = _relative(member.name)
+                        if not self._wants(rel, member.size):
+                            continue
+                        fh = tf.extractfile(member)
+                        data = fh.read(MAX_CONFIG_BYTES + 1) if fh is not None else b""
+                        self._keep(rel, data)
+        except _Budget as exc:
+            self.stopped = str(exc)
         except _TAR_ERRORS as exc:
             if self.files == 0:
                 raise InputError(f"{self.name}: not a readable sdist ({exc})") from None
@@ -292,6 +304,66 @@ class _Reading:
                 continue  # a hatch_build.py at the root: read with the other scripts
             if hook not in _PURE_HATCH_HOOKS:
                 self.compiles.append(f"pyproject.toml: hatch build hook {hook}")
+
+
+_Stream = IO[bytes] | gzip.GzipFile | bz2.BZ2File | lzma.LZMAFile
+
+
+def _unpacked() -> str:
+    return f"its files unpack to more than {MAX_UNPACKED_BYTES} bytes: not all read"
+
+
+class _Budget(Exception):
+    """The stream inflated past MAX_UNPACKED_BYTES, or a header asked for a read larger
+    than any real one (a PAX header of gigabytes): not read any further."""
+
+
+class _Bounded(io.RawIOBase):
+    """A decompressed stream that ends the reading, rather than memory, when the tar
+    reader asks for more than the budgets allow (it reads a PAX or GNU long-name header
+    whole, whatever size the header claims)."""
+
+    def __init__(self, inner: _Stream) -> None:
+        self._inner = inner
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > MAX_CONFIG_BYTES + 1:
+            raise _Budget(f"a header of the archive asks for a read of {size} bytes: not read")
+        if self._pos + size > MAX_UNPACKED_BYTES:
+            raise _Budget(_unpacked())
+        data = self._inner.read(size)
+        self._pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = offset if whence == io.SEEK_SET else self._pos + offset
+        if whence not in (io.SEEK_SET, io.SEEK_CUR) or target > MAX_UNPACKED_BYTES:
+            raise _Budget(_unpacked())
+        self._pos = self._inner.seek(target)
+        return self._pos
+
+
+def _decompressed(raw: IO[bytes]) -> _Stream:
+    """The tar stream inside an sdist's gzip, bzip2 or xz (or a plain tar), by magic."""
+    magic = raw.read(6)
+    raw.seek(0)
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if magic.startswith(b"BZh"):
+        return bz2.BZ2File(raw)
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(raw)
+    return raw
 
 
 def _members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
