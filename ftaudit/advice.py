@@ -108,7 +108,7 @@ def package_advice(
         elif status is Status.UNKNOWN:
             text = (
                 f"{dep.display_name}: not determined for {where} "
-                f"({verdicts[0].reason}). {_UNKNOWN_NEXT[verdicts[0].incomplete]}"
+                f"({verdicts[0].reason}). {_unknown_next(verdicts[0], dep)}"
             )
             blocked = _package_blockers(dep, use, others) if use else []
             if use and blocked:
@@ -134,6 +134,18 @@ def package_advice(
     if claim and any(v.status is Status.READY for v in pkg.verdicts):
         out.append(Advice(kind="note", text=f"The author's classifier says: {claim}."))
     return tuple(out)
+
+
+def _unknown_next(verdict: Verdict, dep: Dependency) -> str:
+    artifact = verdict.artifact or ""
+    if verdict.incomplete is None and artifact.endswith((".tar.gz", ".zip", ".tar.bz2", ".tgz")):
+        # An sdist that could not be read to the end: there is nothing to import.
+        return (
+            f"Build it (pip wheel --no-deps --no-binary {dep.name} "
+            f"{dep.name}=={verdict.version or dep.version}) and run `ftaudit inspect` on the "
+            "wheel."
+        )
+    return _UNKNOWN_NEXT[verdict.incomplete]
 
 
 def _groups(verdicts: Sequence[Verdict]) -> dict[tuple[Status, str | None], list[Verdict]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -263,7 +263,9 @@ class Scanner:
             raise InputError(f"{dep.version} is not on {self.index().describe()}")
         return self.requires(dep.name, release, target, platform)
 
-    def with_dependents(self, report: Report) -> Report:
+    def with_dependents(
+        self, report: Report, installed: Mapping[str, Installed] | None = None
+    ) -> Report:
         """The report with what every package that requires a problem package allows of
         it, and whether it comes in only through their extras.
 
@@ -296,8 +298,10 @@ class Scanner:
             for parent in ask:
                 parent_dep = others[parent].dependency
                 try:
-                    requires = self.dependency_requires(
-                        parent_dep, verdict.target, verdict.platform
+                    requires = (
+                        installed[parent].requires
+                        if installed and parent in installed
+                        else self.dependency_requires(parent_dep, verdict.target, verdict.platform)
                     )
                 except FtauditError as exc:
                     unknown.append(parent)

@@ -93,6 +93,9 @@ def test_an_sdist_past_the_reading_budget_is_unknown_with_the_reason(
     verdict = by_name(doc)["biglib"]["targets"]["3.13t"]
     assert verdict["status"] == "unknown"
     assert "more than 2 files: not all read" in verdict["reason"]
+    (advice,) = by_name(doc)["biglib"]["advice"]
+    assert "pip wheel --no-deps --no-binary biglib" in advice["text"]
+    assert "--verify" not in advice["text"]  # there is nothing to import
 
 
 @pytest.mark.parametrize(
