@@ -405,6 +405,7 @@ def test_a_blocked_package_behind_an_extra_is_advised_through_the_extra(
     assert "pg-binary is installed only for pg[binary]: drop that extra" in advice["text"]
     assert "or ask for pg[c] instead" in advice["text"]
     assert "pool" not in advice["text"] and "Replace it" not in advice["text"]
+    assert pkg["through_extras"] == [{"package": "pg", "extra": "binary", "alternatives": ["c"]}]
 
 
 # --- a partial index --------------------------------------------------------------------
