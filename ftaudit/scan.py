@@ -7,7 +7,6 @@ free-threaded interpreter the binary readers run in parallel too.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,8 +14,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from ftaudit import __version__
@@ -29,13 +26,13 @@ from ftaudit.codec import (
     facts_to_json,
     sdist_facts_to_json,
 )
+from ftaudit.dependents import with_dependents
 from ftaudit.errors import (
     FtauditError,
     HashMismatch,
     IndexIntegrityError,
     InputError,
     PackageIndexError,
-    first_line,
 )
 from ftaudit.index import select
 from ftaudit.index.auth import redact_url
@@ -65,7 +62,6 @@ from ftaudit.model import (
     Target,
     Verdict,
 )
-from ftaudit.sources.markers import extras_named, holds, marker_environment
 from ftaudit.sources.plan import Plan
 from ftaudit.targets import supported_tags
 
@@ -266,82 +262,9 @@ class Scanner:
     def with_dependents(
         self, report: Report, installed: Mapping[str, Installed] | None = None
     ) -> Report:
-        """The report with what every package that requires a problem package allows of
-        it, and whether it comes in only through their extras.
-
-        Locks that record specifiers on their edges (poetry.lock, pdm.lock), resolved
-        requirements and environments already say what they allow; for the others
-        (uv.lock, or a lock whose edges were read from metadata) the requiring package's
-        own Requires-Dist is read, for the packages whose advice would name a version.
-        A problem package the project does not ask for itself is looked up the same way:
-        when every requirement on it is behind an extra, the advice names the extra."""
-        others = {p.dependency.name: p for p in report.packages}
-        failed: dict[str, tuple[str, set[str]]] = {}  # why -> (example, who)
-        lock = threading.Lock()
-
-        def one(pkg: PackageReport) -> PackageReport:
-            dep = pkg.dependency
-            problems = [
-                v for v in pkg.verdicts if v.status is not Status.READY and v.incomplete is None
-            ]
-            named = [v for v in problems if v.use_version or v.gil_wheel or v.first_ready]
-            have = {who for who, _spec in dep.requirements}
-            parents = [p for p in dep.required_by if p in others]
-            missing = [p for p in parents if p not in have] if named else []
-            extras_wanted = bool(problems) and not dep.direct and bool(parents)
-            ask = parents if extras_wanted else missing
-            if not ask:
-                return pkg
-            verdict = (named or problems)[0]
-            asks, unknown = set(dep.requirements), []
-            through: list[tuple[str, str, tuple[str, ...]]] = []
-            for parent in ask:
-                parent_dep = others[parent].dependency
-                try:
-                    requires = (
-                        installed[parent].requires
-                        if installed and parent in installed
-                        else self.dependency_requires(parent_dep, verdict.target, verdict.platform)
-                    )
-                except FtauditError as exc:
-                    unknown.append(parent)
-                    kind = failure_kind(exc)
-                    with lock:
-                        entry = failed.setdefault(
-                            kind.value if kind is not None else "no metadata",
-                            (first_line(exc), set()),
-                        )
-                        entry[1].add(parent_dep.display_name)
-                    continue
-                on_it = _requirements_on(dep.name, requires, verdict)
-                if parent in missing:
-                    asks.update((parent, str(r.specifier)) for r in on_it if str(r.specifier))
-                through.extend(_through_extras(parent, on_it, requires))
-            only_extras = extras_wanted and not unknown and _every_parent(parents, through)
-            return replace(
-                pkg,
-                dependency=replace(
-                    dep,
-                    requirements=tuple(sorted(asks)),
-                    requirements_unknown=tuple(sorted(unknown)) if named else (),
-                    through_extras=tuple(through) if only_extras else (),
-                ),
-            )
-
-        packages = tuple(self._map(one, report.packages))
-        notes = list(report.notes)
-        for why, (example, who) in sorted(failed.items()):
-            names = sorted(who)
-            notes.append(
-                f"what {len(names)} packages require could not be read ({why}: e.g. "
-                f"{example}): {_listed(names)}"
-            )
-        return replace(report, packages=packages, notes=tuple(notes))
-
-    def _map(self, fn: Callable[[T], T], items: Sequence[T]) -> list[T]:
-        workers = max(1, min(self.settings.jobs, len(items) or 1))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ftaudit") as pool:
-            return list(pool.map(fn, items))
+        """The report with what the packages that require each problem package allow of
+        it (see dependents.py), their metadata read through this scanner's index."""
+        return with_dependents(report, self.dependency_requires, installed, jobs=self.settings.jobs)
 
     # --- one package, one target, one platform -----------------------------------------
 
@@ -720,70 +643,6 @@ class Scanner:
         return fetch_artifact(
             self.index().http, self.cache, wheel.url, wheel.filename, wheel.sha256
         )
-
-
-def _requirements_on(name: str, requires: Sequence[str], verdict: Verdict) -> list[Requirement]:
-    """The requirements in a Requires-Dist list on `name` that apply to the verdict's
-    target and platform (one behind an extra counts: the source installed it for one)."""
-    env = marker_environment(verdict.target, verdict.platform)
-    out = []
-    for text in requires:
-        try:
-            req = Requirement(text)
-        except InvalidRequirement:
-            continue
-        if canonicalize_name(req.name) == name and holds(req.marker, env, extras_named(req.marker)):
-            out.append(req)
-    return out
-
-
-def _through_extras(
-    parent: str, on_it: Sequence[Requirement], requires: Sequence[str]
-) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(parent, extra, alternatives) for each extra of `parent` that asks for the package,
-    or nothing when any requirement on it is unconditional. An alternative is another
-    extra of the parent asking for another package on the same terms (psycopg's
-    ``binary`` and ``c``: the same pin, the same marker but for the extra)."""
-    out = []
-    for req in on_it:
-        extras = extras_named(req.marker)
-        if not extras:
-            return []
-        terms = (str(req.specifier), _without_extra(req.marker))
-        for extra in extras:
-            alternatives = []
-            for text in requires:
-                try:
-                    other = Requirement(text)
-                except InvalidRequirement:
-                    continue
-                if canonicalize_name(other.name) == canonicalize_name(req.name):
-                    continue
-                for alt in extras_named(other.marker):
-                    same = (str(other.specifier), _without_extra(other.marker)) == terms
-                    if alt != extra and same and alt not in alternatives:
-                        alternatives.append(alt)
-            out.append((parent, extra, tuple(alternatives)))
-    return out
-
-
-def _every_parent(parents: Sequence[str], through: Sequence[tuple[str, str, object]]) -> bool:
-    return bool(through) and set(parents) <= {p for p, _e, _a in through}
-
-
-_EXTRA_CLAUSE = re.compile(r"""extra\s*==\s*["'][^"']*["']""")
-
-
-def _without_extra(marker: object) -> str:
-    """A marker's text with its `extra == "..."` clauses taken out (for comparing)."""
-    text = _EXTRA_CLAUSE.sub("", str(marker or ""))
-    text = re.sub(r"\(\s*\)", "", text)
-    return re.sub(r"^\s*(and|or)\s+|\s+(and|or)\s*$|\s+(and|or)\s+(?=(and|or)\b)", "", text.strip())
-
-
-def _listed(names: Sequence[str], limit: int = 8) -> str:
-    more = len(names) - limit
-    return ", ".join(names[:limit]) + (f" and {more} more" if more > 0 else "")
 
 
 def _matching(specifier: str) -> str:
