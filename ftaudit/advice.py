@@ -269,6 +269,13 @@ def _isolate(
         'multiprocessing, with the "spawn" or "forkserver" start method); code that must '
         "run in both modes can check sys._is_gil_enabled(). " + GIL_OVERRIDE
     )
+    blocked = _package_blockers(dep, use, others) if use else []
+    if use and blocked:
+        # The release judged is another than the one in use: moving to it is advice too.
+        text += (
+            f" {use} is the release with a wheel for it, but {_requiring(dep, blocked)} "
+            f"{'rule' if len(blocked) > 1 else 'rules'} it out."
+        )
     if sites:
         text += f" The project imports it at {_site_list(sites)}."
     elif dep.required_by:

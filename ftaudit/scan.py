@@ -582,7 +582,9 @@ class Scanner:
                 reason=f"{sdist.filename}: {exc}",
                 incomplete=failure_kind(exc),
             )
-            return Candidate(version=version, judgement=judgement, sdist=True)
+            return Candidate(
+                version=version, artifact=sdist.filename, judgement=judgement, sdist=True
+            )
         judged = judge_sdist(facts)
         if judged is None:
             return Candidate(

@@ -497,3 +497,28 @@ def test_an_environment_records_what_each_installed_requirer_allows() -> None:
     by = {d.name: d for d in deps}
     assert by["lib"].requirements == (("app", "<2"),)
     assert by["other"].requirements == (("app", ""),)
+
+
+def test_a_gil_wheel_of_another_release_that_a_requirer_rules_out_says_so() -> None:
+    """The version in use has nothing for the target and 2.0's wheel needs the GIL: the
+    isolate advice is about 2.0, which app's lib<2 rules out."""
+    from ftaudit.advice import package_advice
+    from ftaudit.model import Dependency, Evidence, PackageReport, Status, Verdict
+    from ftaudit.targets import parse_targets
+
+    verdict = Verdict(
+        target=parse_targets("3.13t")[0],
+        platform="linux-x86_64",
+        status=Status.GIL,
+        evidence=Evidence.INSPECTED,
+        reason="r",
+        use_version="2.0",
+    )
+    app = PackageReport(
+        dependency=Dependency(name="app", display_name="app", version="1.0"), verdicts=()
+    )
+    dep = Dependency(name="lib", display_name="lib", version="1.0", requirements=(("app", "<2"),))
+    (advice,) = package_advice(PackageReport(dependency=dep, verdicts=(verdict,)), {"app": app}, {})
+    assert "2.0 is the release with a wheel for it, but app requiring lib<2 rules it out" in (
+        advice.text
+    )
