@@ -96,27 +96,37 @@ def package_advice(
         where = _where(verdicts)
         judged = verdicts[0].version or dep.version or "?"
         if status is Status.UPGRADE and use:
-            out.append(_upgrade(dep, judged, use, where, verdicts))
+            out.append(_upgrade(dep, judged, use, where, verdicts, others))
         elif status is Status.GIL:
             out.append(_isolate(pkg, use, verdicts, others, import_sites))
         elif status is Status.DOWNGRADE and use:
-            out.append(_downgrade(dep, judged, use, where, verdicts[0]))
+            out.append(_downgrade(dep, judged, use, where, verdicts[0], others))
         elif status is Status.BUILD:
-            out.append(_build(dep, judged, use, verdicts))
+            out.append(_build(dep, judged, use, verdicts, others))
         elif status is Status.BLOCKED:
             out.append(_replace(pkg, verdicts, others, import_sites))
         elif status is Status.UNKNOWN:
             text = (
                 f"{dep.display_name}: not determined for {where} "
-                f"({verdicts[0].reason}). {_UNKNOWN_NEXT[verdicts[0].incomplete]}"
+                f"({verdicts[0].reason}). {_unknown_next(verdicts[0], dep)}"
             )
-            if use:
+            blocked = _package_blockers(dep, use, others) if use else []
+            if use and blocked:
+                text += (
+                    f" {use} is confirmed ready, but {_requiring(dep, blocked)} "
+                    f"{'rule' if len(blocked) > 1 else 'rules'} it out."
+                )
+            elif use:
                 # The version in use may be ready already: moving is an option, not a need.
                 text += (
                     f" Or upgrade from {judged} to {use}, which is confirmed ready; {judged} "
-                    "may be ready too, the reader could not tell."
+                    "may be ready too, the reader could not tell." + _unread(dep, use)
                 )
             out.append(Advice(kind="verify", targets=_targets(verdicts), text=text))
+        if dep.through_extras and status is not Status.BLOCKED and out:
+            # Not asked for by the project: the extra that brings it is the lever.
+            last = out[-1]
+            out[-1] = replace(last, text=f"{last.text} {_extra_text(dep, others)}")
         trap = _trap(dep, status, judged, use, where, verdicts[0])
         if trap is not None:
             out.append(trap)
@@ -124,6 +134,18 @@ def package_advice(
     if claim and any(v.status is Status.READY for v in pkg.verdicts):
         out.append(Advice(kind="note", text=f"The author's classifier says: {claim}."))
     return tuple(out)
+
+
+def _unknown_next(verdict: Verdict, dep: Dependency) -> str:
+    artifact = verdict.artifact or ""
+    if verdict.incomplete is None and artifact.endswith((".tar.gz", ".zip", ".tar.bz2", ".tgz")):
+        # An sdist that could not be read to the end: there is nothing to import.
+        return (
+            f"Build it (pip wheel --no-deps --no-binary {dep.name} "
+            f"{dep.name}=={verdict.version or dep.version}) and run `ftaudit inspect` on the "
+            "wheel."
+        )
+    return _UNKNOWN_NEXT[verdict.incomplete]
 
 
 def _groups(verdicts: Sequence[Verdict]) -> dict[tuple[Status, str | None], list[Verdict]]:
@@ -146,9 +168,30 @@ def _where(verdicts: Sequence[Verdict]) -> str:
 
 
 def _upgrade(
-    dep: Dependency, judged: str, use: str, where: str, verdicts: Sequence[Verdict]
+    dep: Dependency,
+    judged: str,
+    use: str,
+    where: str,
+    verdicts: Sequence[Verdict],
+    others: Mapping[str, PackageReport],
 ) -> Advice:
     first = min((v.first_ready for v in verdicts if v.first_ready), key=_version_key, default=use)
+    blocked = _package_blockers(dep, first, others)
+    if blocked and not _package_blockers(dep, use, others):
+        first, blocked = use, []  # the newest ready release is one they all allow
+    if blocked:
+        # Another package's Requires-Dist rules the release out: no upgrade to advise.
+        return Advice(
+            kind="upgrade",
+            targets=_targets(verdicts),
+            text=(
+                f"No upgrade of {dep.display_name} {judged} can be advised for {where}: "
+                f"{first} is ready, but {_requiring(dep, blocked)} "
+                f"{'rule' if len(blocked) > 1 else 'rules'} it out; "
+                f"{'they' if len(blocked) > 1 else 'it'} must allow {first} first (a "
+                "newer release of it that does, or going without it)." + _unread(dep, first)
+            ),
+        )
     text = f"Upgrade {dep.display_name} from {judged} to >= {first} for {where}"
     if first == use:
         text += f": {use} is the oldest release confirmed ready for it."
@@ -160,7 +203,31 @@ def _upgrade(
             f"{who} requiring {dep.display_name}{spec}" for who, spec in blockers
         )
         text += f": {'they' if len(blockers) > 1 else 'it'} must allow {first} first."
+    text += _unread(dep, first)
     return Advice(kind="upgrade", text=text, targets=_targets(verdicts), version=first)
+
+
+def _package_blockers(
+    dep: Dependency, version: str, others: Mapping[str, PackageReport]
+) -> list[tuple[str, str]]:
+    """Other packages of the set whose requirement on `dep` rules `version` out (a
+    requirement of the project's own, the project can change)."""
+    return [(who, spec) for who, spec in _excluding(dep, version) if who in others]
+
+
+def _requiring(dep: Dependency, blockers: Sequence[tuple[str, str]]) -> str:
+    return "; ".join(f"{who} requiring {dep.display_name}{spec}" for who, spec in blockers)
+
+
+def _unread(dep: Dependency, version: str) -> str:
+    """What could not be checked of a version the advice names."""
+    if not dep.requirements_unknown:
+        return ""
+    who = ", ".join(dep.requirements_unknown)
+    return (
+        f" Whether {who} allow{'s' if len(dep.requirements_unknown) == 1 else ''} "
+        f"{dep.display_name} {version} is unknown (metadata not read): check it first."
+    )
 
 
 def _version_key(text: str) -> Version:
@@ -202,6 +269,13 @@ def _isolate(
         'multiprocessing, with the "spawn" or "forkserver" start method); code that must '
         "run in both modes can check sys._is_gil_enabled(). " + GIL_OVERRIDE
     )
+    blocked = _package_blockers(dep, use, others) if use else []
+    if use and blocked:
+        # The release judged is another than the one in use: moving to it is advice too.
+        text += (
+            f" {use} is the release with a wheel for it, but {_requiring(dep, blocked)} "
+            f"{'rule' if len(blocked) > 1 else 'rules'} it out."
+        )
     if sites:
         text += f" The project imports it at {_site_list(sites)}."
     elif dep.required_by:
@@ -220,7 +294,27 @@ def _isolate(
     )
 
 
-def _downgrade(dep: Dependency, judged: str, use: str, where: str, verdict: Verdict) -> Advice:
+def _downgrade(
+    dep: Dependency,
+    judged: str,
+    use: str,
+    where: str,
+    verdict: Verdict,
+    others: Mapping[str, PackageReport],
+) -> Advice:
+    blocked = _package_blockers(dep, use, others)
+    if blocked:
+        return Advice(
+            kind="downgrade",
+            targets=_targets([verdict]),
+            text=(
+                f"No pin of {dep.display_name} can be advised for {where}: {judged} has "
+                f"nothing for it and {use} is the newest release that is ready, but "
+                f"{_requiring(dep, blocked)} {'rule' if len(blocked) > 1 else 'rules'} it "
+                f"out. Build {judged} from source, or keep it in worker processes of a "
+                "GIL-enabled interpreter."
+            ),
+        )
     held = [f"{v} ({_day(d)})" if d else v for v, d in verdict.held_back[:MAX_HELD_BACK]]
     more = len(verdict.held_back) - len(held)
     text = (
@@ -230,10 +324,17 @@ def _downgrade(dep: Dependency, judged: str, use: str, where: str, verdict: Verd
     if held:
         text += f" The pin holds back {', '.join(held)}{f' and {more} more' if more else ''}"
         text += "; weigh that against keeping the newer release in worker processes."
+    text += _unread(dep, use)
     return Advice(kind="downgrade", text=text, targets=_targets([verdict]), version=use)
 
 
-def _build(dep: Dependency, judged: str, use: str | None, verdicts: Sequence[Verdict]) -> Advice:
+def _build(
+    dep: Dependency,
+    judged: str,
+    use: str | None,
+    verdicts: Sequence[Verdict],
+    others: Mapping[str, PackageReport],
+) -> Advice:
     version = use or judged
     where = _where(verdicts)
     return Advice(
@@ -244,23 +345,32 @@ def _build(dep: Dependency, judged: str, use: str | None, verdicts: Sequence[Ver
             "the free-threaded interpreter's headers and its build dependencies "
             f"(pip install --no-binary {dep.name} {dep.name}=={version}). Whether the built "
             "extension needs the GIL is unknown until it is built: run `ftaudit inspect` on "
-            "the wheel you build, or scan with --verify." + _gil_fallback(version, verdicts)
+            "the wheel you build, or scan with --verify."
+            + _gil_fallback(dep, version, verdicts, others)
         ),
         targets=_targets(verdicts),
         version=use,
     )
 
 
-def _gil_fallback(version: str, verdicts: Sequence[Verdict]) -> str:
+def _gil_fallback(
+    dep: Dependency, version: str, verdicts: Sequence[Verdict], others: Mapping[str, PackageReport]
+) -> str:
     """Another release's wheel, which installs but needs the GIL: an option and its cost."""
     other = next((v.gil_wheel for v in verdicts if v.gil_wheel), None)
     if other is None:
         return ""
+    blocked = _package_blockers(dep, other, others)
+    if blocked:
+        return (
+            f" {other} has a wheel (which needs the GIL), but {_requiring(dep, blocked)} "
+            f"{'rule' if len(blocked) > 1 else 'rules'} it out."
+        )
     move = "upgrade to" if _version_key(other) > _version_key(version) else "pin"
     return (
         f" Or {move} {other}, which has a wheel but needs the GIL: importing it re-enables "
         "the GIL for the whole process, so it belongs in worker processes."
-    )
+    ) + _unread(dep, other)
 
 
 def _replace(
@@ -272,10 +382,12 @@ def _replace(
     dep = pkg.dependency
     where = _where(verdicts)
     sites = _sites(dep.name, others, import_sites)
-    text = (
-        f"Nothing of {dep.display_name} installs on {where}: no wheel, no sdist. Replace it, "
-        "or run the code that needs it in separate processes of a GIL-enabled interpreter "
-        "(a subprocess or a service the free-threaded process talks to)."
+    text = f"Nothing of {dep.display_name} installs on {where}: no wheel, no sdist. " + (
+        _extra_text(dep, others)
+        if dep.through_extras
+        else "Replace it, or run the code that needs it in separate processes of a "
+        "GIL-enabled interpreter (a subprocess or a service the free-threaded process "
+        "talks to)."
     )
     if sites:
         text += f" The project imports it at {_site_list(sites)}."
@@ -285,6 +397,23 @@ def _replace(
         targets=_targets(verdicts),
         import_sites=sites,
     )
+
+
+def _extra_text(dep: Dependency, others: Mapping[str, PackageReport]) -> str:
+    """Which extras bring the package in, and the alternative extras beside them."""
+    asked = []
+    instead = []
+    for parent, extra, alternatives in dep.through_extras:
+        shown = _display(parent, others)
+        asked.append(f"{shown}[{extra}]")
+        instead += [f"{shown}[{a}]" for a in alternatives]
+    text = (
+        f"{dep.display_name} is installed only for {' and '.join(dict.fromkeys(asked))}: "
+        f"drop {'that extra' if len(asked) == 1 else 'those extras'}"
+    )
+    if instead:
+        text += f", or ask for {' or '.join(dict.fromkeys(instead))} instead"
+    return text + "."
 
 
 def _trap(

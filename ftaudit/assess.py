@@ -15,6 +15,7 @@ from ftaudit.model import (
     Extension,
     Gil,
     Incomplete,
+    SdistFacts,
     Status,
     Target,
     Verdict,
@@ -33,6 +34,8 @@ class Judgement:
     # UNKNOWN because none of its extensions would load on the target (built for other
     # interpreters, or for a GIL build): as good as no wheel, not a reader's doubt.
     unloadable: bool = False
+    # The artifact installs no code (see ArtifactFacts.placeholder): never advised.
+    placeholder: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,11 +47,35 @@ class Candidate:
     judgement: Judgement | None = None  # None: no wheel for the target in this release
     sdist: bool = False  # the release has an sdist the target could build
     abi3_only: bool = False  # no wheel for the target, but abi3 wheels for GIL builds
+    # What in its sdist compiles (for a `build`'s reason), when the sdist was read.
+    compiles: tuple[str, ...] = ()
 
 
 def _names(exts: list[Extension], limit: int = 3) -> str:
     shown = ", ".join(e.module for e in exts[:limit])
     return shown + (f" and {len(exts) - limit} more" if len(exts) > limit else "")
+
+
+def judge_sdist(facts: SdistFacts) -> Judgement | None:
+    """What an sdist read without building it says: READY (evidence ``pure``) when it
+    builds only Python, UNKNOWN when it could not be read to the end, None when it
+    compiles something (then it is a `build`, and `facts.compiles` says why)."""
+    if facts.unreadable is not None:
+        return Judgement(
+            status=Status.UNKNOWN,
+            evidence=Evidence.INSPECTED,
+            reason=f"{facts.artifact}: {facts.unreadable}: whether it builds more than "
+            "Python is unknown",
+        )
+    if facts.compiles:
+        return None
+    return Judgement(
+        status=Status.READY,
+        evidence=Evidence.PURE,
+        reason=f"pure Python sdist ({facts.artifact}): none of its {facts.files} files is "
+        "C, C++, Cython, Rust or Fortran source or a compiled binary, and its build "
+        f"configuration ({facts.backend}) declares no compiled extension (read, not built)",
+    )
 
 
 def judge_artifact(
@@ -108,6 +135,14 @@ def judge_artifact(
                 evidence=Evidence.INSPECTED,
                 reason="no extension modules in a platform-specific wheel",
             )
+        if facts.placeholder:
+            return Judgement(
+                status=Status.READY,
+                evidence=Evidence.PURE,
+                reason="a placeholder: it installs no code (only its metadata, or empty "
+                "__init__.py files)",
+                placeholder=True,
+            )
         return Judgement(status=Status.READY, evidence=Evidence.PURE, reason="pure Python")
     used = [e for e in exts if e.gil is Gil.USED]
     undeclared = [e for e in exts if e.gil is Gil.UNDECLARED]
@@ -151,7 +186,9 @@ def judge_artifact(
 
 
 def _ready(candidate: Candidate) -> bool:
-    return candidate.judgement is not None and candidate.judgement.status is Status.READY
+    """Ready, and something to move to: a placeholder release is never a fix."""
+    j = candidate.judgement
+    return j is not None and j.status is Status.READY and not j.placeholder
 
 
 def assess(
@@ -319,12 +356,18 @@ def _assess(
             else f"; {gil_other.version} has a wheel but needs the GIL "
             f"({gil_other.judgement.reason})"
         )
+        compiles = (
+            f" (it compiles: {', '.join(current.compiles[:3])}"
+            f"{f' and {len(current.compiles) - 3} more' if len(current.compiles) > 3 else ''})"
+            if current.compiles
+            else ""
+        )
         return replace(
             verdict(
                 Status.BUILD,
                 None,
-                f"{now}, only an sdist: must be built from source, GIL status unknown "
-                f"until built{also}",
+                f"{now}, only an sdist{compiles}: must be built from source, GIL status "
+                f"unknown until built{also}",
             ),
             gil_wheel=None if gil_other is None else gil_other.version,
         )
@@ -348,7 +391,7 @@ def _assess(
             build_from.version,
         )
     for other in (newer, older):
-        if other is not None and other.judgement is not None:
+        if other is not None and other.judgement is not None and not other.judgement.placeholder:
             j = other.judgement
             return verdict(
                 Status.UNKNOWN,

@@ -357,6 +357,7 @@ def _run_scan(
         )
     else:
         report = scanner.scan(plan, sources, installed, env, notes)
+    report = scanner.with_dependents(report, installed)
     stage("scan")
     if args.verify:
         report = _verify(args, report, scanner, found, show_progress)

@@ -6,7 +6,16 @@ import json
 from typing import Any
 
 from ftaudit.errors import CacheError
-from ftaudit.model import ArtifactFacts, BinaryFormat, Evidence, Extension, Gil, Init, Library
+from ftaudit.model import (
+    ArtifactFacts,
+    BinaryFormat,
+    Evidence,
+    Extension,
+    Gil,
+    Init,
+    Library,
+    SdistFacts,
+)
 
 
 class DecodeError(CacheError):
@@ -55,6 +64,7 @@ def facts_to_dict(f: ArtifactFacts) -> dict[str, Any]:
         "classifiers": list(f.classifiers),
         "import_names": list(f.import_names),
         "read": f.read,
+        "placeholder": f.placeholder,
     }
 
 
@@ -68,6 +78,7 @@ def facts_from_dict(d: dict[str, Any]) -> ArtifactFacts:
         classifiers=tuple(d["classifiers"]),
         import_names=tuple(d.get("import_names", ())),
         read=d.get("read", "whole"),
+        placeholder=bool(d.get("placeholder", False)),
     )
 
 
@@ -147,4 +158,42 @@ def _facts(value: object) -> ArtifactFacts:
         classifiers=_strs(d["classifiers"]),
         import_names=_strs(d.get("import_names", [])),
         read=_str(d.get("read", "whole")),
+        placeholder=_bool(d.get("placeholder", False)),
     )
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected a boolean, got {type(value).__name__}")
+    return value
+
+
+def sdist_facts_to_json(f: SdistFacts) -> str:
+    return json.dumps(
+        {
+            "artifact": f.artifact,
+            "files": f.files,
+            "backend": f.backend,
+            "compiles": list(f.compiles),
+            "unreadable": f.unreadable,
+        }
+    )
+
+
+def decode_sdist_facts(text: str) -> SdistFacts:
+    """An sdist's facts from the cache's JSON text; DecodeError when any field is off."""
+    try:
+        d = _obj(json.loads(text))
+        files = d["files"]
+        if not isinstance(files, int) or isinstance(files, bool):
+            raise TypeError("files: expected an integer")
+        backend, unreadable = d["backend"], d["unreadable"]
+        return SdistFacts(
+            artifact=_str(d["artifact"]),
+            files=files,
+            backend=None if backend is None else _str(backend),
+            compiles=_strs(d["compiles"]),
+            unreadable=None if unreadable is None else _str(unreadable),
+        )
+    except (ValueError, RecursionError, KeyError, TypeError) as exc:
+        raise DecodeError(f"{type(exc).__name__}: {exc}") from None

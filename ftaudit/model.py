@@ -127,6 +127,21 @@ class ArtifactFacts:
     # checked where one was known) or "ranges" (only the members judged were fetched:
     # their sizes and CRC-32s checked against the zip directory, not the file's sha256).
     read: str = "whole"
+    # Installs no code: only its dist-info, or nothing but empty __init__.py files (a
+    # name held on an index, a release withdrawn by emptying it). Never a fix.
+    placeholder: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SdistFacts:
+    """What an sdist's file list and build configuration say (read, never built)."""
+
+    artifact: str
+    files: int = 0
+    backend: str | None = None  # its build backend (setuptools' legacy one without)
+    # What says it builds more than Python: "src/x.c (C)", "setup.py: ext_modules".
+    compiles: tuple[str, ...] = ()
+    unreadable: str | None = None  # why it was not read to the end
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,6 +181,12 @@ class Dependency:
     # Who asks for it with which specifier ("project" or a file:line for the project's own
     # requirements, else the requiring package): what an upgrade must stay within.
     requirements: tuple[tuple[str, str], ...] = ()
+    # Packages that require it whose requirement could not be read (their metadata did
+    # not answer): a version advised over it may be one they rule out.
+    requirements_unknown: tuple[str, ...] = ()
+    # (package, extra): it is installed only because that package's extra was asked for,
+    # with the package's other extras that pull in an alternative to it.
+    through_extras: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

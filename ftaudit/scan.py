@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,9 +18,16 @@ from typing import BinaryIO, TypeVar, cast
 from packaging.version import Version
 
 from ftaudit import __version__
-from ftaudit.assess import Candidate, Judgement, assess, judge_artifact
+from ftaudit.assess import Candidate, Judgement, assess, judge_artifact, judge_sdist
 from ftaudit.cache import Cache
-from ftaudit.codec import DecodeError, decode_facts, facts_to_json
+from ftaudit.codec import (
+    DecodeError,
+    decode_facts,
+    decode_sdist_facts,
+    facts_to_json,
+    sdist_facts_to_json,
+)
+from ftaudit.dependents import with_dependents
 from ftaudit.errors import (
     FtauditError,
     HashMismatch,
@@ -42,6 +49,7 @@ from ftaudit.inspect.artifact import (
     wheel_metadata,
     wheel_tags,
 )
+from ftaudit.inspect.sdist import inspect_sdist
 from ftaudit.model import (
     ArtifactFacts,
     Dependency,
@@ -52,6 +60,7 @@ from ftaudit.model import (
     PackageReport,
     Report,
     ScanStats,
+    SdistFacts,
     Source,
     Status,
     Target,
@@ -248,6 +257,10 @@ class Scanner:
         """Requires-Dist of the wheel the target installs from `release` (wheels of one
         release almost always agree; the target's own is the one that counts)."""
         wheel = select.best_wheel(release, target, platform, allow_yanked=True)
+        if wheel is None and release.wheels:
+            # Another interpreter's wheel of the same release states the same needs (an
+            # sdist-only target still installs what the release's metadata says).
+            wheel = release.wheels[0][0]
         if wheel is None:
             raise InputError(
                 f"no wheel for {target.name} on {platform}: what it requires is known "
@@ -278,6 +291,13 @@ class Scanner:
         if release is None:
             raise InputError(f"{dep.version} is not on {self.index().describe()}")
         return self.requires(dep.name, release, target, platform)
+
+    def with_dependents(
+        self, report: Report, installed: Mapping[str, Installed] | None = None
+    ) -> Report:
+        """The report with what the packages that require each problem package allow of
+        it (see dependents.py), their metadata read through this scanner's index."""
+        return with_dependents(report, self.dependency_requires, installed, jobs=self.settings.jobs)
 
     # --- one package, one target, one platform -----------------------------------------
 
@@ -393,12 +413,14 @@ class Scanner:
                         verdict = assess(target, platform, current)
                         return _dated(_versioned(verdict, chosen_version), releases, version), facts
                 else:
-                    has_sdist = select.sdist(release, target, allow_yanked=True) is not None
-                    current = Candidate(
-                        version=version,
-                        sdist=has_sdist,
+                    current = self._sdist_candidate(
+                        version,
+                        select.sdist(release, target, allow_yanked=True),
                         abi3_only=select.has_gil_stable_abi_wheel(release, platform),
                     )
+                    if current.judgement is not None and current.judgement.status is Status.READY:
+                        verdict = assess(target, platform, current)
+                        return _dated(_versioned(verdict, chosen_version), releases, version), facts
 
         pre = parsed is not None and parsed.is_prerelease
         base = parsed if parsed is not None else Version("0")
@@ -471,7 +493,7 @@ class Scanner:
             wheel = select.best_wheel(ordered[mid], target, platform)
             assert wheel is not None
             _facts, judgement = self._judge_file(wheel, target)
-            if judgement.status is Status.READY:
+            if judgement.status is Status.READY and not judgement.placeholder:
                 hi = mid
             else:
                 lo = mid + 1
@@ -503,7 +525,9 @@ class Scanner:
             return None, Candidate(version=version)
         wheel = select.best_wheel(release, target, platform, allow_yanked=True)
         if wheel is None:
-            return None, Candidate(version=version, sdist=bool(release.sdists))
+            return None, self._sdist_candidate(
+                version, select.sdist(release, target, allow_yanked=True)
+            )
         facts, judgement = self._judge_file(wheel, target)
         return facts, Candidate(version=version, artifact=wheel.filename, judgement=judgement)
 
@@ -514,6 +538,8 @@ class Scanner:
             wheel = select.best_wheel(rel, target, platform)
             if wheel is not None:
                 _facts, judgement = self._judge_file(wheel, target)
+                if judgement.placeholder:
+                    continue  # installs nothing: never the release to move to
                 return Candidate(
                     version=str(rel.version), artifact=wheel.filename, judgement=judgement
                 )
@@ -572,6 +598,46 @@ class Scanner:
                 incomplete=failure_kind(exc),
             )
         return facts, judge_artifact(facts, target=target)
+
+    def _sdist_candidate(
+        self, version: str, sdist: IndexFile | None, *, abi3_only: bool = False
+    ) -> Candidate:
+        """The version in use when the target has only its sdist: ready when the sdist
+        builds only Python (read, never built), else a `build` saying what compiles."""
+        if sdist is None or not self.settings.inspect:
+            return Candidate(version=version, sdist=sdist is not None, abi3_only=abi3_only)
+        try:
+            facts = self._once.get(("sdist", sdist.url), lambda: self._sdist_facts(sdist))
+        except FtauditError as exc:
+            judgement = Judgement(
+                status=Status.UNKNOWN,
+                evidence=Evidence.INSPECTED,
+                reason=f"{sdist.filename}: {exc}",
+                incomplete=failure_kind(exc),
+            )
+            return Candidate(
+                version=version, artifact=sdist.filename, judgement=judgement, sdist=True
+            )
+        judged = judge_sdist(facts)
+        if judged is None:
+            return Candidate(
+                version=version, sdist=True, abi3_only=abi3_only, compiles=facts.compiles
+            )
+        return Candidate(version=version, artifact=sdist.filename, judgement=judged, sdist=True)
+
+    def _sdist_facts(self, sdist: IndexFile) -> SdistFacts:
+        key = f"{_FACTS_KEY}+sdist"
+        if sdist.sha256:
+            cached = self.cache.facts(sdist.sha256, key)
+            if cached is not None:
+                try:
+                    return decode_sdist_facts(cached)
+                except DecodeError as exc:
+                    self.cache.drop_facts(sdist.sha256, key, why=str(exc))
+        facts = inspect_sdist(self._download(sdist), sdist.filename)
+        if sdist.sha256:
+            self.cache.store_facts(sdist.sha256, key, sdist_facts_to_json(facts))
+        return facts
 
     def _wheel_facts(self, wheel: IndexFile) -> ArtifactFacts:
         if wheel.sha256:

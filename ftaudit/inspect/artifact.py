@@ -251,13 +251,37 @@ def inspect_wheel(
             for info in infos
             if not info.filename.endswith("/") and is_binary_candidate(info.filename)
         ]
-        return inspect_members(
+        facts = inspect_members(
             name,
             members,
             tags=tags or tuple(sorted(wheel_file_tags)),
             classifiers=classifiers,
             import_names=top_level_names(i.filename for i in infos),
         )
+        return replace(facts, placeholder=_placeholder(archive))
+
+
+def _placeholder(archive: Archive) -> bool:
+    """Whether the wheel installs no code: nothing beside its dist-info, or only empty
+    ``__init__.py`` files (comments and blank lines at most). The directory decides
+    first; a member is read only when every file is a small ``__init__.py`` (a wheel
+    read by ranges fetches nothing more for this)."""
+    inits = []
+    for info in archive.infos:
+        head = info.filename.split("/", 1)[0]
+        if info.filename.endswith("/") or head.endswith(".dist-info"):
+            continue
+        if info.filename.rsplit("/", 1)[-1] != "__init__.py" or info.file_size > 4096:
+            return False
+        inits.append(info)
+    for info in inits:
+        try:
+            text = archive.read(info, 4096)
+        except InputError:
+            return False
+        if any(line.strip() and not line.lstrip().startswith(b"#") for line in text.splitlines()):
+            return False
+    return True
 
 
 def wheel_metadata(source: Path | BinaryIO, display_name: str, size: int | None = None) -> bytes:

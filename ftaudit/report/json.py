@@ -75,6 +75,10 @@ def _package(pkg: PackageReport, report: Report) -> dict[str, Any]:
         "version": dep.version,
         "direct": dep.direct,
         "required_by": list(dep.required_by),
+        "through_extras": [
+            {"package": parent, "extra": extra, "alternatives": list(alternatives)}
+            for parent, extra, alternatives in dep.through_extras
+        ],
         "locked": dep.locked,
         "targets": targets,
         "extensions": [extension_to_dict(e) for e in pkg.extensions],

@@ -11,8 +11,13 @@ from ftaudit.model import Dependency, Installed
 from ftaudit.sources.markers import holds
 
 
-def edges(installed: Iterable[Installed], env: Mapping[str, str]) -> dict[str, set[str]]:
-    """parent -> children among the installed distributions."""
+def edges(
+    installed: Iterable[Installed],
+    env: Mapping[str, str],
+    asks: dict[str, set[tuple[str, str]]] | None = None,
+) -> dict[str, set[str]]:
+    """parent -> children among the installed distributions; with `asks`, also
+    child -> {(parent, specifier)}: what each parent's Requires-Dist allows of it."""
     dists = {d.name: d for d in installed}
     out: dict[str, set[str]] = {name: set() for name in dists}
     for dist in dists.values():
@@ -26,6 +31,8 @@ def edges(installed: Iterable[Installed], env: Mapping[str, str]) -> dict[str, s
             # so a requirement behind one (setuptools' `pip; extra == "testing"`) is no edge.
             if child in dists and child != dist.name and holds(req.marker, env):
                 out[dist.name].add(child)
+                if asks is not None:
+                    asks.setdefault(child, set()).add((dist.name, str(req.specifier)))
     return out
 
 
@@ -40,7 +47,8 @@ def dependencies_from_installed(
     distribution nothing else requires counts as direct.
     """
     dists = list(installed)
-    graph = edges(dists, env)
+    asks: dict[str, set[tuple[str, str]]] = {}
+    graph = edges(dists, env, asks)
     parents: dict[str, list[str]] = {d.name: [] for d in dists}
     for parent, children in graph.items():
         for child in children:
@@ -56,6 +64,7 @@ def dependencies_from_installed(
                 version=d.version,
                 direct=direct,
                 required_by=required_by,
+                requirements=tuple(sorted(asks.get(d.name, ()))),
             )
         )
     return out

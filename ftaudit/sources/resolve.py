@@ -235,11 +235,15 @@ def resolve(
         )
         if node.reference is not None:
             notes.append(f"{node.display} is {node.reference}: its dependencies are not followed")
-    notes.extend(
-        f"dependencies not followed: {resolver.problems[name]}"
-        for name in sorted(resolver.problems)
-        if name in walk.nodes
-    )
+    problems = [resolver.problems[name] for name in sorted(resolver.problems) if name in walk.nodes]
+    if len(problems) > 3:
+        notes.append(
+            f"dependencies not followed for {len(problems)} packages: "
+            + "; ".join(problems[:3])
+            + f"; and {len(problems) - 3} more"
+        )
+    else:
+        notes.extend(f"dependencies not followed: {p}" for p in problems)
     return Resolution(sorted(deps, key=lambda d: d.name), notes)
 
 
@@ -288,9 +292,11 @@ def with_metadata_edges(
 
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(deps) or 1))) as pool:
         answers = list(pool.map(requires, deps))
+    asks: dict[str, set[tuple[str, str]]] = {}
+    failed: dict[str, tuple[str, list[str]]] = {}  # failure -> (first text, who)
     for dep, found in answers:
         if isinstance(found, str):
-            notes.append(f"who {dep.display_name} requires is unknown: {found}")
+            failed.setdefault(_failure_key(found, dep), (found, []))[1].append(dep.display_name)
             continue
         for text in found:
             try:
@@ -306,12 +312,37 @@ def with_metadata_edges(
                 and holds(req.marker, env, extras_named(req.marker))
             ):
                 parents[child].add(dep.name)
+                asks.setdefault(child, set()).add((dep.name, str(req.specifier)))
+    # One note per kind of failure, counted: a partial index can fail for most packages.
+    for example, who in failed.values():
+        notes.append(
+            f"who {_counted(who)} require{'s' if len(who) == 1 else ''} is unknown (e.g. {example})"
+        )
     out = [
         replace(
             d,
             required_by=tuple(sorted(parents[d.name])),
+            requirements=tuple(sorted(set(d.requirements) | asks.get(d.name, set()))),
             direct=d.direct if direct_known else not parents[d.name],
         )
         for d in deps
     ]
     return out, notes
+
+
+def _failure_key(text: str, dep: Dependency) -> str:
+    """A failure's text with the package's own name and version taken out, so that the
+    same failure for many packages is told once."""
+    out = text
+    for word in (dep.version or "", dep.display_name, dep.name, dep.name.replace("-", "_")):
+        if word:
+            out = out.replace(word, "…")
+    return out
+
+
+def _counted(names: Sequence[str], limit: int = 8) -> str:
+    if len(names) == 1:
+        return names[0]
+    shown = ", ".join(names[:limit])
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"{len(names)} packages ({shown}{more})"

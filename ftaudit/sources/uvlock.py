@@ -105,17 +105,52 @@ def _package(e: Entry) -> LockedPackage:
         (f"group:{group}", _edges(e.entries_in(f"dev-dependencies.{group}", v)))
         for group, v in e.mapping("dev-dependencies").items()
     )
+    specs = _metadata_specifiers(e)
     return LockedPackage(
         name=canonicalize_name(name),
         display_name=name,
         version=checked_version(e.opt_text("version"), e),
         files=tuple(files),
-        dependencies=_edges(e.entries("dependencies")),
-        optional=optional + (groups if is_project else ()),
+        dependencies=_specified(_edges(e.entries("dependencies")), specs),
+        optional=tuple(
+            (extra, _specified(edges, specs))
+            for extra, edges in optional + (groups if is_project else ())
+        ),
         index=registry if isinstance(registry, str) else None,
         direct_reference=reference,
         is_project=is_project,
         requires_python=None,
+    )
+
+
+def _metadata_specifiers(e: Entry) -> dict[str, str]:
+    """What a local package (the project, a workspace member) asks of each dependency:
+    uv records it under ``[package.metadata]`` only, not on the edges."""
+    out: dict[str, list[str]] = {}
+    metadata = e.child("metadata") if "metadata" in e.data else None
+    if metadata is None:
+        return {}
+    entries = metadata.entries("requires-dist")
+    for group in metadata.mapping("requires-dev").values():
+        entries += metadata.entries_in("requires-dev", group)
+    for item in entries:
+        spec = item.opt_text("specifier")
+        if spec:
+            out.setdefault(canonicalize_name(item.text("name")), []).append(spec)
+    # Two entries for one name are for different markers (a fork): neither is the edge's.
+    return {name: specs[0] for name, specs in out.items() if len(set(specs)) == 1}
+
+
+def _specified(edges: tuple[Edge, ...], specs: dict[str, str]) -> tuple[Edge, ...]:
+    return tuple(
+        Edge(
+            name=edge.name,
+            marker=edge.marker,
+            extras=edge.extras,
+            specifier=edge.specifier or specs.get(edge.name, ""),
+            version=edge.version,
+        )
+        for edge in edges
     )
 
 

@@ -72,13 +72,18 @@ def _expand(tag: str) -> list[str]:
     return [f"{a}-{b}-{c}" for a in py.split(".") for b in abi.split(".") for c in plat.split(".")]
 
 
-def build_sdist(out_dir: Path, name: str, version: str) -> Path:
+def build_sdist(
+    out_dir: Path, name: str, version: str, files: dict[str, bytes] | None = None
+) -> Path:
+    """An sdist: PKG-INFO and `files` (paths below its top directory). Without `files`
+    it holds nothing that says how it builds, which is never called pure Python."""
     out_dir.mkdir(parents=True, exist_ok=True)
     base = f"{dist_name(name)}-{version}"
     path = out_dir / f"{base}.tar.gz"
     pkg_info = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
     with tarfile.open(path, "w:gz") as tf:
-        ti = tarfile.TarInfo(f"{base}/PKG-INFO")
-        ti.size = len(pkg_info)
-        tf.addfile(ti, io.BytesIO(pkg_info))
+        for member, data in {"PKG-INFO": pkg_info, **(files or {})}.items():
+            ti = tarfile.TarInfo(f"{base}/{member}")
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
     return path
