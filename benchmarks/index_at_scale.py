@@ -241,33 +241,13 @@ def main() -> int:
         "platforms": platforms,
     }
 
-    def scan(index: IndexServer, cache: Path, *extra: str) -> tuple[float, int, int]:
+    def scan(index: IndexServer, cache: Path, *extra: str) -> dict[str, float]:
         out = args.work / "report.json"
-        wall, peak, code = run(
-            [
-                sys.executable,
-                "-m",
-                "ftaudit",
-                "scan",
-                "-r",
-                str(reqs),
-                "--target",
-                "3.13t",
-                "--platform",
-                ",".join(platforms),
-                "--index-url",
-                index.url,
-                "--cache-dir",
-                str(cache),
-                "--format",
-                "json",
-                "-o",
-                str(out),
-                "-q",
-                "--allow-incomplete",
-                *extra,
-            ]
-        )
+        command = [sys.executable, "-m", "ftaudit", "scan", "-r", str(reqs)]
+        command += ["--target", "3.13t", "--platform", ",".join(platforms)]
+        command += ["--index-url", index.url, "--cache-dir", str(cache)]
+        command += ["--format", "json", "-o", str(out), "-q", "--allow-incomplete", *extra]
+        wall, cpu, peak, code = run(command)
         doc = json.loads(out.read_text())
         unknown = sum(
             1
@@ -275,12 +255,21 @@ def main() -> int:
             for v in [p["targets"].get("3.13t")]
             if v and v["status"] == "unknown"
         )
+        stats = doc.get("stats", {})
         print(
-            f"    {wall:.2f} s, {peak / 2**20:.0f} MiB peak, exit {code}, "
-            f"{unknown} unknown, stats {doc.get('stats', {})}",
+            f"    {wall:.2f} s ({cpu:.2f} s CPU), {peak / 2**20:.0f} MiB peak, exit {code}, "
+            f"{unknown} unknown, stats {stats}",
             file=sys.stderr,
         )
-        return wall, peak, index.file_bytes_sent
+        # What the client received (a server's count includes what it pushed into a
+        # connection the client had already closed).
+        return {
+            "wall": wall,
+            "cpu": cpu,
+            "peak_mib": peak / 2**20,
+            "fetched_mib": stats.get("bytes_fetched", 0) / 2**20,
+            "requests": stats.get("requests", 0),
+        }
 
     def fresh(name: str) -> Path:
         cache = args.work / name
