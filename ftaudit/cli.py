@@ -220,12 +220,19 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--cache-dir", metavar="DIR", type=Path)
     _common(inspect)
 
+    from ftaudit import cli_run
+
+    _common(cli_run.add_parser(sub))
+
     schema = sub.add_parser(
         "schema",
-        help="print the JSON Schema of the scan report (ftaudit-report/1)",
+        help="print the JSON Schema of the scan report (ftaudit-report/1) or of the run "
+        "report (ftaudit-run/1)",
         description="Print the JSON Schema (draft 2020-12) that every `ftaudit scan "
-        "--format json` document validates against.",
+        "--format json` document (or, with `run`, every `ftaudit run --format json` "
+        "document) validates against.",
     )
+    schema.add_argument("which", nargs="?", choices=["scan", "run"], default="scan")
     schema.add_argument("-o", "--output", metavar="FILE", type=Path)
     _common(schema)
 
@@ -263,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "scan": _scan,
             "inspect": _inspect,
             "schema": _schema,
+            "run": _run,
             "cache": _cache,
         }[args.command]
         return handler(args)
@@ -816,10 +824,17 @@ def _download_for_inspect(args: argparse.Namespace, url: str) -> Path:
 
 
 def _schema(args: argparse.Namespace) -> int:
+    from ftaudit.guard.report import run_schema
     from ftaudit.report.json import report_schema
 
-    _emit(report_schema(), args.output)
+    _emit(run_schema() if args.which == "run" else report_schema(), args.output)
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ftaudit import cli_run
+
+    return cli_run.run(args)
 
 
 # --- cache --------------------------------------------------------------------------------
