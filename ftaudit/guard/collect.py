@@ -93,7 +93,7 @@ def read_records(directory: Path) -> list[ProcessLog]:
             elif current is None:
                 continue
             elif kind in ("load", "before"):
-                current.loads.append(_load(data, preloaded=kind == "before"))
+                current.loads.append(parse_load(data, preloaded=kind == "before"))
             elif kind == "exit":
                 current.exit = data
     return logs
@@ -109,7 +109,7 @@ def _parse(line: str) -> tuple[str, dict[str, Any]] | None:
     return str(value[0]), value[1]
 
 
-def _load(data: dict[str, Any], *, preloaded: bool) -> Load:
+def parse_load(data: dict[str, Any], *, preloaded: bool) -> Load:
     frames = tuple(
         (str(f[0]), str(f[1]), int(f[2]))
         for f in data.get("frames", ())
