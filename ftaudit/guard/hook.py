@@ -15,12 +15,11 @@ It runs under whatever Python the program starts, so it keeps to old syntax and 
 lets an error of its own escape into the program.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 
-# typing is not imported at start-up, so neither is it here; mypy reads this name as true.
+# Neither typing nor __future__ is imported at start-up, so neither is imported here: the
+# annotations are strings, and mypy reads this name as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,18 +33,18 @@ _IMPORTLIB = ("<frozen importlib", "<frozen zipimport")
 
 
 class _Guard:
-    write: Write | None = None
+    write: "Write | None" = None
     started = 0  # extension creations begun, all threads
     active = 0  # in progress now
     lock: object = None
 
 
-def _gil_enabled() -> bool | None:
+def _gil_enabled() -> "bool | None":
     probe = getattr(sys, "_is_gil_enabled", None)
     return None if probe is None else bool(probe())
 
 
-def _frames(frame: FrameType | None) -> list[tuple[str, str, int]]:
+def _frames(frame: "FrameType | None") -> "list[tuple[str, str, int]]":
     """(module, file, line) of each frame that is not the import machinery's, outermost
     first, one per run of frames of the same module (its last: the line that led on)."""
     out: list[tuple[str, str, int]] = []
@@ -61,7 +60,7 @@ def _frames(frame: FrameType | None) -> list[tuple[str, str, int]]:
     return out
 
 
-def _emit(kind: str, data: dict[str, object]) -> None:
+def _emit(kind: str, data: "dict[str, object]") -> None:
     if _Guard.write is None:
         return
     try:
@@ -70,12 +69,12 @@ def _emit(kind: str, data: dict[str, object]) -> None:
         pass
 
 
-def _file_writer(directory: str) -> Write:
+def _file_writer(directory: str) -> "Write":
     """Append each record to this process's file, opened for each record: the program
     may close descriptors it did not open, and one reused for its own file must never
     receive ours. A crash or ``os._exit`` loses nothing written before it."""
 
-    def write(kind: str, data: dict[str, object]) -> None:
+    def write(kind: str, data: "dict[str, object]") -> None:
         path = os.path.join(directory, "%d.rec" % os.getpid())
         line = repr((kind, data)) + "\n"  # repr escapes every newline inside
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -87,7 +86,7 @@ def _file_writer(directory: str) -> Write:
     return write
 
 
-def _start_record(forked: bool) -> dict[str, object]:
+def _start_record(forked: bool) -> "dict[str, object]":
     return {
         "pid": os.getpid(),
         "ppid": os.getppid(),
@@ -106,7 +105,7 @@ def _start_record(forked: bool) -> dict[str, object]:
     }
 
 
-def _loader_type() -> type | None:
+def _loader_type() -> "type | None":
     machinery = sys.modules.get("_frozen_importlib_external")
     found = getattr(machinery, "ExtensionFileLoader", None)
     return found if isinstance(found, type) else None
@@ -121,7 +120,7 @@ def _already_loaded(loader_type: type) -> None:
             _emit("before", {"module": name, "path": str(origin)})
 
 
-def _wrap(create: Callable[[object, object], object]) -> Callable[[object, object], object]:
+def _wrap(create: "Callable[[object, object], object]") -> "Callable[[object, object], object]":
     def create_module(self: object, spec: object) -> object:
         lock = _Guard.lock
         alone = True
@@ -168,7 +167,7 @@ def _wrap(create: Callable[[object, object], object]) -> Callable[[object, objec
     return create_module
 
 
-def install(write: Write) -> bool:
+def install(write: "Write") -> bool:
     """Wrap the extension loader and send each record to `write(kind, data)`; False when
     this interpreter has no loader to wrap."""
     loader_type = _loader_type()
