@@ -70,18 +70,34 @@ def _emit(kind: str, data: "dict[str, object]") -> None:
 
 
 def _file_writer(directory: str) -> "Write":
-    """Append each record to this process's file, opened for each record: the program
-    may close descriptors it did not open, and one reused for its own file must never
-    receive ours. A crash or ``os._exit`` loses nothing written before it."""
+    """Append each record to this process's file (a forked child opens its own). The
+    descriptor stays open, but before each write it must still be the file opened: the
+    program may close descriptors it did not open, and one it reuses for a file of its
+    own must never receive a record. A crash or ``os._exit`` loses nothing written."""
+    held = {"pid": -1, "fd": -1, "id": (-1, -1)}
+
+    def reopen() -> int:
+        path = os.path.join(directory, "%d.rec" % os.getpid())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        info = os.fstat(fd)
+        held.update(pid=os.getpid(), fd=fd, id=(info.st_dev, info.st_ino))
+        return fd
+
+    def current() -> int:
+        fd = held["fd"]
+        if held["pid"] != os.getpid():
+            return reopen()  # the parent's descriptor is the parent's file
+        try:
+            info = os.fstat(fd)  # type: ignore[arg-type]
+        except OSError:
+            return reopen()
+        if (info.st_dev, info.st_ino) != held["id"]:
+            return reopen()  # closed and reused for something else: leave that alone
+        return fd  # type: ignore[return-value]
 
     def write(kind: str, data: "dict[str, object]") -> None:
-        path = os.path.join(directory, "%d.rec" % os.getpid())
         line = repr((kind, data)) + "\n"  # repr escapes every newline inside
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, line.encode("utf-8", "backslashreplace"))
-        finally:
-            os.close(fd)
+        os.write(current(), line.encode("utf-8", "backslashreplace"))
 
     return write
 
