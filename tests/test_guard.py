@@ -264,6 +264,48 @@ def test_a_culprit_only_in_a_spawn_worker(
     assert code == 1 and doc["gate"] == "all" and doc["status"] == "gil"
 
 
+FORKSERVER = """\
+import multiprocessing as mp
+import subprocess
+import sys
+
+
+def work(n):
+    import gil_used
+    return n
+
+
+if __name__ == "__main__":
+    mp.set_start_method("forkserver")
+    with mp.Pool(1) as pool:
+        pool.map(work, [1])
+    subprocess.run([sys.executable, "-c", "import gil_single"], check=True)
+"""
+
+
+@pytest.mark.ft
+def test_forkserver_workers_and_subprocesses_are_reported_each(
+    guard_venv: GuardVenv, tmp_path: Path
+) -> None:
+    app = _program(tmp_path, FORKSERVER)
+    code, doc = guard(tmp_path, str(guard_venv.python), str(app))
+    assert code == 0
+    by_kind = {p["kind"]: p for p in doc["processes"] if p["culprits"]}
+    assert set(by_kind) == {"multiprocessing forkserver worker", "subprocess"}
+    worker = by_kind["multiprocessing forkserver worker"]
+    # it ends with os._exit: what it wrote before is all there is, and it is enough
+    assert worker["gil_at_exit"] is None
+    assert _by_module(worker)["gil_used._core"]["chain"] == [
+        "app.py",
+        "gil_used",
+        "gil_used._core",
+    ]
+    child = by_kind["subprocess"]
+    assert _by_module(child)["gil_single._core"]["reenabled"]
+    assert child["argv"][-2:] == ["-c", "import gil_single"]
+    assert doc["processes"][0]["main"] and doc["processes"][0]["status"] == "free"
+
+
 @pytest.mark.ft
 def test_python_gil_0_names_every_culprit_by_its_binary(
     guard_venv: GuardVenv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

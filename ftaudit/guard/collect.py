@@ -227,7 +227,10 @@ def short_chain(frames: Sequence[Frame], module: str) -> tuple[str, ...]:
     """From the program's first own module: its own modules, then the first module of
     each distribution entered, then the extension module itself."""
     own = [i for i, f in enumerate(frames) if f.origin == "own"]
-    start = own[0] if own else 0
+    # a file of the program's before `python -c` code (multiprocessing's bootstrap of a
+    # worker is such code)
+    files = [i for i in own if Path(frames[i].path).is_absolute()]
+    start = (files or own or [0])[0]
     chain: list[str] = []
     last_dist: str | None = None
     for f in frames[start:]:
@@ -244,7 +247,8 @@ def short_chain(frames: Sequence[Frame], module: str) -> tuple[str, ...]:
 
 def _display(frame: Frame) -> str:
     """A script shows as its file name, ``python -c`` as ``__main__``."""
-    if frame.module == "__main__" and Path(frame.path).is_absolute():
+    # __mp_main__: the main script, as a multiprocessing worker imports it
+    if frame.module in ("__main__", "__mp_main__") and Path(frame.path).is_absolute():
         return Path(frame.path).name
     return frame.module
 
@@ -415,16 +419,16 @@ def _status(
 
 def process_kind(log: ProcessLog, parent: ProcessLog | None) -> str:
     argv = " ".join(str(a) for a in log.start.get("argv", ()))
+    if log.start.get("forked"):  # its command line is its parent's
+        if parent is not None and process_kind(parent, None) == "multiprocessing forkserver":
+            return "multiprocessing forkserver worker"
+        return "forked child"
     if "--multiprocessing-fork" in argv or "spawn_main" in argv:
         return "multiprocessing spawn worker"
     if "multiprocessing.forkserver" in argv:
         return "multiprocessing forkserver"
     if "multiprocessing.resource_tracker" in argv:
         return "multiprocessing resource tracker"
-    if log.start.get("forked"):
-        if parent is not None and process_kind(parent, None) == "multiprocessing forkserver":
-            return "multiprocessing forkserver worker"
-        return "forked child"
     return "program" if parent is None else "subprocess"
 
 

@@ -110,13 +110,11 @@ def render_text(report: GuardReport) -> str:
     lines: list[str] = []
     for p in report.processes:
         who = "main process" if p.main else p.kind
-        extra = ""
-        if not p.main or p.kind != "program":
-            extra = f" ({p.kind})" if p.main else ""
+        extra = f" ({p.kind})" if p.main and p.kind != "program" else ""
+        modules = f"{p.extensions} extension module{'' if p.extensions == 1 else 's'}"
         lines.append(
             f"ftaudit run: {who} {p.pid}{extra}, Python {p.python_version}"
-            f"{'t' if p.free_threaded else ''}, {p.extensions} extension modules: "
-            f"{_STATUS_TEXT[p.status]}"
+            f"{'t' if p.free_threaded else ''}, {modules}: {_STATUS_TEXT[p.status]}"
         )
         for c in p.culprits:
             dist = f" [{c.distribution} {c.version}]" if c.distribution else ""
