@@ -53,6 +53,9 @@ def _frames(frame: "FrameType | None") -> "list[tuple[str, str, int]]":
         if not filename.startswith(_IMPORTLIB) and filename != __file__:
             name = frame.f_globals.get("__name__")
             name = name if isinstance(name, str) else "?"
+            if name == "__main__":  # `python -m pkg`: its spec names the module
+                spec_name = getattr(frame.f_globals.get("__spec__"), "name", None)
+                name = spec_name if isinstance(spec_name, str) else name
             if not out or out[-1][0] != name:
                 out.append((name, filename, frame.f_lineno or 0))
         frame = frame.f_back

@@ -5,8 +5,10 @@ Fields may be added to the document, never renamed or removed: CI pipelines read
 
 from __future__ import annotations
 
+import contextlib
 import json
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from ftaudit.model import Culprit, GuardedProcess, GuardReport, RunStatus
@@ -106,6 +108,17 @@ def _verdict(c: Culprit) -> str:
     return f"would re-enable the GIL ({c.gil.value})"
 
 
+def _where(c: Culprit) -> str:
+    """Where the program's own code set off the import."""
+    own = [f for f in c.frames if f.origin == "own" and Path(f.path).is_absolute()]
+    if not own:
+        return ""
+    path = Path(own[-1].path)
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(Path.cwd())
+    return f"  ({path}:{own[-1].line})"
+
+
 def render_text(report: GuardReport) -> str:
     lines: list[str] = []
     for p in report.processes:
@@ -119,7 +132,7 @@ def render_text(report: GuardReport) -> str:
         for c in p.culprits:
             dist = f" [{c.distribution} {c.version}]" if c.distribution else ""
             lines.append(f"  {c.module}{dist}: {_verdict(c)} ({c.seen.value})")
-            lines.append(f"      {' -> '.join(c.chain)}")
+            lines.append(f"      {' -> '.join(c.chain)}{_where(c)}")
             lines.append(f"      {c.detail}")
         lines.extend(f"  note: {n}" for n in p.notes)
     lines.extend(f"ftaudit run: {n}" for n in report.notes)
