@@ -468,6 +468,23 @@ def test_plugin_turned_on_by_configuration(
     assert "PASSED test_one.py::test_plain" in proc.stdout
 
 
+def test_plugin_stays_off_on_a_gil_interpreter(tmp_path: Path) -> None:
+    """This test run's own interpreter has the GIL: asked for, the guard says it is off
+    and fails nothing."""
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        pytest.skip("this test run's interpreter is free-threaded")
+    suite = _suite(tmp_path, {"test_x.py": "def test_x():\n    import json\n"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *PYTEST_OPTIONS, "--ftaudit-gil-guard"],
+        cwd=suite,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ftaudit gil guard: off (not a free-threaded interpreter" in proc.stdout
+
+
 def test_plugin_is_registered_as_an_entry_point() -> None:
     from importlib.metadata import entry_points
 
