@@ -13,12 +13,10 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from ftaudit.errors import FtauditError
-from ftaudit.inspect.artifact import inspect_file
 from ftaudit.model import (
     Culprit,
     Extension,
@@ -128,6 +126,9 @@ def parse_load(data: dict[str, Any], *, preloaded: bool) -> Load:
 
 
 def read_binary(path: str) -> Judged:
+    # imported here: the plugin imports this module in the process it guards
+    from ftaudit.inspect.artifact import inspect_file
+
     try:
         facts = inspect_file(Path(path))
     except FtauditError as exc:
@@ -180,6 +181,8 @@ class Places:
         its distribution (RECORD files only: nothing is imported)."""
         if site in self._dists:
             return self._dists[site]
+        from importlib import metadata
+
         table: dict[str, tuple[str, str]] = {}
         try:
             dists = list(metadata.distributions(path=[site]))

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from ftaudit.guard.collect import Load
     from ftaudit.model import Culprit
 
 INI = "ftaudit_gil_guard"
@@ -85,33 +84,40 @@ class GilGuard:
         self.lock = threading.Lock()
         self.owner: str = SESSION
         self.start: dict[str, Any] = {}
-        self.pending: dict[str, list[Load]] = {}  # owner -> loads not judged yet
+        # owner -> records of loads not judged yet
+        self.pending: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self.found: dict[str, list[Culprit]] = {}  # owner -> culprits
         self.module_culprits: dict[str, list[Culprit]] = {}  # test module nodeid -> culprits
         self.loaded = 0
         hook.install(self._record)
 
     def _record(self, kind: str, data: dict[str, Any]) -> None:
-        from ftaudit.guard.collect import parse_load
-
+        # On the import path: keep the record as it came, import nothing
         if kind == "start":
             self.start = data
             return
         if kind not in ("load", "before"):
             return
-        load = parse_load(data, preloaded=kind == "before")
         with self.lock:
             self.loaded += 1
-            self.pending.setdefault(self.owner if kind == "load" else SESSION, []).append(load)
+            owner = self.owner if kind == "load" else SESSION
+            self.pending.setdefault(owner, []).append((kind, data))
 
     def _judge(self, owner: str) -> list[Culprit]:
-        from ftaudit.guard.collect import ProcessLog, judge_all, judge_process, needs_reading
+        from ftaudit.guard.collect import (
+            ProcessLog,
+            judge_all,
+            judge_process,
+            needs_reading,
+            parse_load,
+        )
         from ftaudit.model import RunStatus
 
         with self.lock:
-            loads = self.pending.pop(owner, [])
-        if not loads:
+            records = self.pending.pop(owner, [])
+        if not records:
             return []
+        loads = [parse_load(data, preloaded=kind == "before") for kind, data in records]
         log = ProcessLog(start=self.start, loads=loads)
         wanted = needs_reading(log) | {load.path for load in loads if load.after}
         judged = judge_process(log, judge_all(wanted), main=True, kind="pytest")
