@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "scan": _scan,
             "inspect": _inspect,
             "schema": _schema,
+            "run": _run,
             "cache": _cache,
         }[args.command]
         return handler(args)
@@ -685,10 +686,17 @@ def _download_for_inspect(args: argparse.Namespace, url: str) -> Path:
 
 
 def _schema(args: argparse.Namespace) -> int:
+    from ftaudit.guard.report import run_schema
     from ftaudit.report.json import report_schema
 
-    _emit(report_schema(), args.output)
+    _emit(run_schema() if args.which == "run" else report_schema(), args.output)
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ftaudit import cli_run
+
+    return cli_run.run(args)
 
 
 # --- cache --------------------------------------------------------------------------------

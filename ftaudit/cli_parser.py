@@ -88,12 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--cache-dir", metavar="DIR", type=Path)
     _common(inspect)
 
+    from ftaudit import cli_run
+
+    _common(cli_run.add_parser(sub))
+
     schema = sub.add_parser(
         "schema",
-        help="print the JSON Schema of the scan report (ftaudit-report/1)",
+        help="print the JSON Schema of the scan report (ftaudit-report/1) or of the run "
+        "report (ftaudit-run/1)",
         description="Print the JSON Schema (draft 2020-12) that every `ftaudit scan "
-        "--format json` document validates against.",
+        "--format json` document (or, with `run`, every `ftaudit run --format json` "
+        "document) validates against.",
     )
+    schema.add_argument("which", nargs="?", choices=["scan", "run"], default="scan")
     schema.add_argument("-o", "--output", metavar="FILE", type=Path)
     _common(schema)
 

@@ -8,6 +8,7 @@ fail-on = ["gil", "blocked", "unknown"]
 index-url = "https://pypi.internal.example/simple/"
 extra-index-url = ["https://mirror.internal.example/simple/"]
 allow-incomplete = false   # true: a package the run could not check does not fail it
+gil-guard = true           # the pytest plugin: fail a test whose imports re-enable the GIL
 ignore = [
   { package = "legacy-gil-thing", reason = "runs in worker processes", expires = "2027-03-31" },
   { package = "other", reason = "replaced in #123", targets = ["3.13t"] },
@@ -43,6 +44,7 @@ KEYS = frozenset(
         "extra-index-url",
         "ignore",
         "allow-incomplete",
+        "gil-guard",  # read by the pytest plugin (ftaudit/guard/plugin.py)
     }
 )
 IGNORE_KEYS = frozenset({"package", "reason", "expires", "targets"})

@@ -480,3 +480,85 @@ _STATUS_ORDER = {status: i for i, status in enumerate(Status)}
 def worst(statuses: Iterable[Status]) -> Status:
     """The worst of some statuses (ready < gil < ... < unknown)."""
     return max(statuses, key=_STATUS_ORDER.__getitem__, default=Status.READY)
+
+
+# --- the runtime guard: `ftaudit run` and the pytest plugin -------------------------------
+
+
+class Seen(str, enum.Enum):
+    """How the guard knows an extension module needs the GIL."""
+
+    RUNTIME = "runtime"  # the GIL was off, and its creation turned it on
+    STATIC = "static"  # the GIL could not flip (already on, PYTHON_GIL=0): its binary says
+
+
+class RunStatus(str, enum.Enum):
+    """What one guarded process's GIL did; declared from best to worst."""
+
+    FREE = "free"  # free-threaded to the end: no module it loaded needs the GIL
+    GIL = "gil"  # a module it loaded turned the GIL on, or would have
+    UNKNOWN = "unknown"  # a module it loaded could not be judged
+    NOT_FREE_THREADED = "not_free_threaded"  # a GIL interpreter: nothing to guard
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Frame:
+    """One module on the way to an extension load: the line that led on."""
+
+    module: str
+    path: str
+    line: int
+    origin: str  # "own" (the program's), "stdlib", "third_party", "extension"
+    distribution: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Culprit:
+    """An extension module a guarded process loaded that turned the GIL on, would have,
+    or could not be judged (gil UNKNOWN)."""
+
+    module: str
+    path: str
+    distribution: str | None
+    version: str | None
+    seen: Seen
+    reenabled: bool  # this very load turned the GIL on
+    gil: Gil  # what its binary declares (UNDECLARED, USED; UNKNOWN when unreadable)
+    init: Init | None
+    detail: str
+    raised: str | None  # what the import raised (-W error turns the warning into one)
+    chain: tuple[str, ...]  # the program's modules, then each distribution entered
+    frames: tuple[Frame, ...]  # every module on the way
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuardedProcess:
+    pid: int
+    parent_pid: int
+    main: bool  # started by the command itself, not by another guarded process
+    kind: str  # "program", "multiprocessing spawn worker", "subprocess", ...
+    argv: tuple[str, ...]
+    executable: str
+    python_version: str
+    free_threaded: bool
+    gil_at_start: bool | None
+    gil_at_exit: bool | None  # None: it ended without running its exit handlers
+    python_gil: str | None  # PYTHON_GIL as the process saw it, or -X gil
+    warnings_error: bool  # -W error: the GIL warning is raised as an exception
+    extensions: int  # extension modules it loaded
+    culprits: tuple[Culprit, ...]
+    status: RunStatus
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuardReport:
+    tool_version: str
+    command: tuple[str, ...]
+    command_exit: int
+    exit_code: int
+    gate: str  # "main" or "all": which processes decide the exit code
+    allow_gil: bool
+    status: RunStatus
+    processes: tuple[GuardedProcess, ...]
+    notes: tuple[str, ...] = ()
