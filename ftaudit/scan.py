@@ -1,8 +1,9 @@
 """The scan: for every dependency, target and platform, find the artifact, read it, judge it.
 
-This is the only stage that mixes I/O (index, downloads, reading binaries) with the pure
-`assess`; it hands `assess` finished `Candidate`s. Work runs in a thread pool: on a
-free-threaded interpreter the binary readers run in parallel too.
+This stage orders the others: the index says which releases and files there are
+(`index/`), `artifacts.py` gets what reading an artifact finds (however its bytes are
+had), and the pure `assess` turns finished `Candidate`s into verdicts. Work runs in a
+thread pool: on a free-threaded interpreter the binary readers run in parallel too.
 """
 
 from __future__ import annotations
@@ -13,43 +14,28 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO, TypeVar, cast
 
 from packaging.version import Version
 
 from ftaudit import __version__
+from ftaudit.artifacts import Artifacts
 from ftaudit.assess import Candidate, Judgement, assess, judge_artifact, judge_sdist
 from ftaudit.cache import Cache
-from ftaudit.codec import (
-    DecodeError,
-    decode_facts,
-    decode_sdist_facts,
-    facts_to_json,
-    sdist_facts_to_json,
-)
 from ftaudit.dependents import with_dependents
 from ftaudit.errors import (
     FtauditError,
     HashMismatch,
-    IndexIntegrityError,
     InputError,
     PackageIndexError,
 )
 from ftaudit.index import select
 from ftaudit.index.auth import redact_url
-from ftaudit.index.http import Cancelled, fetch_artifact
 from ftaudit.index.metadata import requires_dist
-from ftaudit.index.remote import MIN_REMOTE_BYTES, RemoteFile
 from ftaudit.index.simple import Index, IndexFile, NotOnIndex, Offline, failure_kind
-from ftaudit.inspect import READER_REVISION
 from ftaudit.inspect.artifact import (
-    inspect_installed,
-    inspect_wheel,
     is_binary_candidate,
-    wheel_metadata,
     wheel_tags,
 )
-from ftaudit.inspect.sdist import inspect_sdist
 from ftaudit.model import (
     ArtifactFacts,
     Dependency,
@@ -60,17 +46,15 @@ from ftaudit.model import (
     PackageReport,
     Report,
     ScanStats,
-    SdistFacts,
     Source,
     Status,
     Target,
     Verdict,
 )
+from ftaudit.once import Once
 from ftaudit.sources.plan import Plan
 from ftaudit.targets import supported_tags
 
-T = TypeVar("T")
-_FACTS_KEY = f"{__version__}+r{READER_REVISION}"
 Progress = Callable[[str, int, int], None]
 
 
@@ -84,34 +68,6 @@ class ScanSettings:
     # Read remote wheels by HTTP ranges (only the members judged) where the server
     # serves them; False downloads every judged wheel whole.
     ranges: bool = True
-
-
-class _Once:
-    """Compute each key once, even when several threads ask for it at the same time."""
-
-    def __init__(self) -> None:
-        self._values: dict[object, object] = {}
-        self._locks: dict[object, threading.Lock] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: object, compute: Callable[[], T]) -> T:
-        with self._lock:
-            if key in self._values:
-                return self._values[key]  # type: ignore[return-value]
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            with self._lock:
-                if key in self._values:
-                    return self._values[key]  # type: ignore[return-value]
-            value = compute()
-            with self._lock:
-                self._values[key] = value
-            return value
-
-    def peek(self, key: object) -> object | None:
-        """The value computed for `key`, or None: nothing is computed."""
-        with self._lock:
-            return self._values.get(key)
 
 
 class Scanner:
@@ -128,10 +84,14 @@ class Scanner:
         self._index_lock = threading.Lock()
         # Every index file judged, by file name: what --verify installs.
         self.judged: dict[str, IndexFile] = {}
-        self._once = _Once()
-        # What the scan cost, counted by the threads that do the work.
-        self.tally: Counter[str] = Counter()
-        self._tally_lock = threading.Lock()
+        self._once = Once()
+        self.artifacts = Artifacts(
+            cache,
+            self.index,
+            offline=settings.offline,
+            inspect=settings.inspect,
+            ranges=settings.ranges,
+        )
 
     # --- the index is only set up when something needs it (an offline scan of pure
     # --- packages never asks pip for its configuration)
@@ -229,8 +189,8 @@ class Scanner:
         if verdict.artifact is None or (facts is not None and facts.artifact == verdict.artifact):
             return verdict
         wheel = self.judged.get(verdict.artifact)
-        other = self._once.peek(("wheel", wheel.url)) if wheel is not None else None
-        if not isinstance(other, ArtifactFacts) or not other.extensions:
+        other = self.artifacts.known_wheel_facts(wheel) if wheel is not None else None
+        if other is None or not other.extensions:
             return verdict
         return replace(verdict, extensions=other.extensions)
 
@@ -272,7 +232,7 @@ class Scanner:
                 self.index().http,
                 self.cache,
                 wheel,
-                self._metadata_of,
+                self.artifacts.metadata,
                 offline=self.settings.offline,
             ),
         )
@@ -323,7 +283,7 @@ class Scanner:
         current: Candidate | None = None
         if inst is not None and env is not None and _installed_fits(inst, env, target, platform):
             try:
-                facts = self._installed_facts(inst)
+                facts = self.artifacts.installed_facts(inst)
             except FtauditError as exc:
                 return self._unknown(target, platform, str(exc)), None
             current = Candidate(
@@ -557,25 +517,7 @@ class Scanner:
             incomplete=incomplete,
         )
 
-    # --- reading artifacts, once each ---------------------------------------------------
-
-    def _installed_facts(self, inst: Installed) -> ArtifactFacts:
-        name = f"{inst.display_name}-{inst.version} (installed)"
-
-        def compute() -> ArtifactFacts:
-            if not self.settings.inspect:
-                return ArtifactFacts(
-                    artifact=name, tags=inst.wheel_tags, classifiers=inst.classifiers
-                )
-            return inspect_installed(
-                name,
-                Path(inst.site_dir),
-                inst.files,
-                classifiers=inst.classifiers,
-                tags=inst.wheel_tags,
-            )
-
-        return self._once.get(("installed", inst.name, inst.site_dir), compute)
+    # --- judging what artifacts.py read -------------------------------------------------
 
     def _judge_file(
         self, wheel: IndexFile, target: Target
@@ -587,7 +529,7 @@ class Scanner:
             return facts, judge_artifact(facts, inspected=False, has_binaries=not pure)
         self.judged[wheel.filename] = wheel
         try:
-            facts = self._once.get(("wheel", wheel.url), lambda: self._wheel_facts(wheel))
+            facts = self.artifacts.wheel_facts(wheel)
         except FtauditError as exc:
             # Not read: a download, cache or integrity failure is the run's (incomplete);
             # a file that is there but is no wheel is the package's (a finding).
@@ -607,7 +549,7 @@ class Scanner:
         if sdist is None or not self.settings.inspect:
             return Candidate(version=version, sdist=sdist is not None, abi3_only=abi3_only)
         try:
-            facts = self._once.get(("sdist", sdist.url), lambda: self._sdist_facts(sdist))
+            facts = self.artifacts.sdist_facts(sdist)
         except FtauditError as exc:
             judgement = Judgement(
                 status=Status.UNKNOWN,
@@ -625,140 +567,26 @@ class Scanner:
             )
         return Candidate(version=version, artifact=sdist.filename, judgement=judged, sdist=True)
 
-    def _sdist_facts(self, sdist: IndexFile) -> SdistFacts:
-        key = f"{_FACTS_KEY}+sdist"
-        if sdist.sha256:
-            cached = self.cache.facts(sdist.sha256, key)
-            if cached is not None:
-                try:
-                    return decode_sdist_facts(cached)
-                except DecodeError as exc:
-                    self.cache.drop_facts(sdist.sha256, key, why=str(exc))
-        facts = inspect_sdist(self._download(sdist), sdist.filename)
-        if sdist.sha256:
-            self.cache.store_facts(sdist.sha256, key, sdist_facts_to_json(facts))
-        return facts
-
-    def _wheel_facts(self, wheel: IndexFile) -> ArtifactFacts:
-        if wheel.sha256:
-            cached = self.cache.facts(wheel.sha256, _FACTS_KEY)
-            if cached is not None:
-                try:
-                    known = decode_facts(cached)
-                except DecodeError as exc:
-                    self.cache.drop_facts(wheel.sha256, _FACTS_KEY, why=str(exc))
-                else:
-                    self._count("facts_cached")
-                    return known
-        ranged = self._ranged_facts(wheel)
-        if ranged is not None:
-            if wheel.sha256:
-                self.cache.store_facts(wheel.sha256, _FACTS_KEY, facts_to_json(ranged))
-            return ranged
-        path = self._download(wheel)
-        self._count("wheels_whole")
-        try:
-            facts = inspect_wheel(path, wheel.filename)
-        except InputError:
-            if wheel.sha256:
-                raise  # the very bytes the index lists: the wheel itself is unreadable
-            # No digest to check the cached copy against: it may be a truncated one.
-            self.cache.forget_artifact(path)
-            facts = inspect_wheel(self._download(wheel), wheel.filename)
-        if wheel.sha256:
-            self.cache.store_facts(wheel.sha256, _FACTS_KEY, facts_to_json(facts))
-        return facts
-
-    def _ranged_facts(self, wheel: IndexFile) -> ArtifactFacts | None:
-        """The wheel read in place by HTTP ranges, or None to fetch it whole."""
-        remote = self._remote(wheel)
-        if remote is None:
-            return None
-        try:
-            # a RawIOBase: everything zipfile asks of a binary file
-            facts = inspect_wheel(cast(BinaryIO, remote), wheel.filename, remote.size)
-        except Cancelled:
-            raise
-        except PackageIndexError:
-            # Wrong ranges, or range bodies cut short after their retries: the whole
-            # file (with its own retries and its sha256 check) still may do.
-            return None
-        self._count("wheels_by_ranges")
-        return replace(facts, read="ranges")
-
     def stats(self, seconds: Sequence[tuple[str, float]] = ()) -> ScanStats:
         index = self._index
-        with self._tally_lock:
-            tally = dict(self.tally)
+        counts = self.artifacts.counts()
         return ScanStats(
             requests=index.http.requests if index is not None else 0,
             bytes_fetched=index.http.bytes_fetched if index is not None else 0,
             wheel_bytes=sum(w.size or 0 for w in list(self.judged.values())),
-            wheels_by_ranges=tally.get("wheels_by_ranges", 0),
-            wheels_whole=tally.get("wheels_whole", 0),
-            facts_cached=tally.get("facts_cached", 0),
+            wheels_by_ranges=counts.get("wheels_by_ranges", 0),
+            wheels_whole=counts.get("wheels_whole", 0),
+            facts_cached=counts.get("facts_cached", 0),
             pages_cached=index.pages_cached if index is not None else 0,
             seconds=tuple(seconds),
         )
 
-    def _count(self, key: str) -> None:
-        with self._tally_lock:
-            self.tally[key] += 1
-
-    def _metadata_of(self, wheel: IndexFile) -> bytes:
-        """A wheel's METADATA when the index serves no PEP 658 file: read by ranges out
-        of the remote wheel where it can be, else out of the downloaded file."""
-        remote = self._remote(wheel)
-        if remote is not None:
-            try:
-                return wheel_metadata(cast(BinaryIO, remote), wheel.filename, remote.size)
-            except Cancelled:
-                raise
-            except PackageIndexError:
-                pass
-        return wheel_metadata(self._download(wheel), wheel.filename)
-
-    def _remote(self, wheel: IndexFile) -> RemoteFile | None:
-        """The wheel opened for range reads, or None when it is better (or only possible)
-        fetched whole: offline, cached already, small, not over HTTP, no ranges served."""
-        if wheel.integrity_error:
-            raise IndexIntegrityError(wheel.integrity_error)
-        if (
-            not self.settings.ranges
-            or self.settings.offline
-            or not wheel.url.startswith(("http://", "https://"))
-            or (wheel.size is not None and wheel.size < MIN_REMOTE_BYTES)
-        ):
-            return None
-        cached = self.cache.artifact_path(wheel.url, wheel.filename, wheel.sha256)
-        if self.cache.check_artifact(cached, wheel.sha256, wheel.size):
-            return None  # the whole file is here, its sha256 checked
-        try:
-            remote = RemoteFile(self.index().http, wheel.url, wheel.size)
-        except Cancelled:
-            raise
-        except PackageIndexError:
-            return None
-        return remote if remote.size >= MIN_REMOTE_BYTES else None
-
     def artifact_file(self, filename: str) -> Path | None:
-        """The cached file of a judged artifact (downloaded now if only its facts were
-        cached), or None when the scan judged no file of that name."""
+        """The file of a judged artifact, whole and checked (downloaded now if only its
+        facts were cached or it was read by ranges), or None when no file of that name
+        was judged."""
         wheel = self.judged.get(filename)
-        return self._download(wheel) if wheel is not None else None
-
-    def _download(self, wheel: IndexFile) -> Path:
-        if wheel.integrity_error:
-            raise IndexIntegrityError(wheel.integrity_error)
-        cached = self.cache.artifact_path(wheel.url, wheel.filename, wheel.sha256)
-        # A cached copy is used only once its sha256 is checked; a damaged one is gone
-        # after this, and fetched again.
-        present = self.cache.check_artifact(cached, wheel.sha256, wheel.size)
-        if self.settings.offline and not present:
-            raise Offline("offline, and the wheel is not in the cache")
-        return fetch_artifact(
-            self.index().http, self.cache, wheel.url, wheel.filename, wheel.sha256
-        )
+        return self.artifacts.file(wheel) if wheel is not None else None
 
 
 def _matching(specifier: str) -> str:
