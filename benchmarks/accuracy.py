@@ -11,11 +11,13 @@ wheel from the package index pip is configured with, and:
    imports each extension module there, in one process per package started with `-v`:
    CPython then prints "# loading module 'X', which requires the GIL" for *every* module
    that re-enables the GIL (the RuntimeWarning names only the first);
-3. reads the same release's macOS arm64 and Windows amd64 cp313t wheels with ftaudit and
-   compares their verdicts module by module with the Linux ones.
+3. reads the same release's macOS (arm64, x86_64) and Windows (amd64, arm64) cp313t
+   wheels with ftaudit and compares their verdicts module by module with the Linux ones.
 
 It prints the confusion table and the figures (agreement on modules that import, false
 `not_used` — the dangerous error — and the `unknown` share), the cross-platform agreement,
+the `unknown` share per platform (Linux: of the modules that import; another platform: of
+its modules whose Linux twin imports, so that its truth is known),
 and the time `ftaudit inspect` takes on the largest wheel against installing and
 importing it. Results go to benchmarks/accuracy-results.json. Downloads are cached in
 --work (default benchmarks/.work), not committed.
@@ -46,7 +48,8 @@ from ftaudit.targets import extension_loadable
 HERE = Path(__file__).resolve().parent
 T313 = Target(major=3, minor=13)
 GENERIC_LINUX = "linux-x86_64"  # the generic manylinux list, not this machine's glibc
-OTHER_PLATFORMS = ("macos-arm64", "windows-amd64")
+OTHER_PLATFORMS = ("macos-arm64", "macos-x86_64", "windows-amd64", "windows-arm64")
+UNKNOWN_TARGET_PERCENT = 0.5  # per platform
 REQUIRES_GIL = re.compile(r"# loading module '([^']+)', which requires the GIL")
 PROBE = r"""
 import importlib, json, sys
@@ -227,6 +230,7 @@ def summarise(results: list[PackageResult]) -> dict[str, object]:
                         f"{module} ({platform}): linux {gil}, {platform} {other[module]}"
                     )
     return {
+        "unknown_by_platform": unknown_by_platform(results),
         "packages": len(results),
         "packages_measured": sum(1 for r in results if r.verdicts and not r.skipped),
         "modules": total_modules,
@@ -240,6 +244,28 @@ def summarise(results: list[PackageResult]) -> dict[str, object]:
         "cross_platform": dict(cross),
         "cross_platform_disagreements": disagreements,
     }
+
+
+def unknown_by_platform(results: list[PackageResult]) -> dict[str, dict[str, object]]:
+    """Per platform, how many modules with a known truth were read and how many of them
+    came out `unknown`: on Linux the modules that import in 3.13t, elsewhere the modules
+    whose Linux twin does (the same source, so the same truth)."""
+    counts: dict[str, Counter[str]] = {"linux": Counter()}
+    counts.update((p, Counter()) for p in OTHER_PLATFORMS)
+    for r in results:
+        known = {m for m, status in r.imported.items() if status == "ok"}
+        for module in known & set(r.verdicts):
+            counts["linux"]["modules"] += 1
+            counts["linux"]["unknown"] += r.verdicts[module] == Gil.UNKNOWN.value
+        for platform, other in r.platforms.items():
+            for module in known & set(other):
+                counts[platform]["modules"] += 1
+                counts[platform]["unknown"] += other[module] == Gil.UNKNOWN.value
+    out: dict[str, dict[str, object]] = {}
+    for platform, c in counts.items():
+        share = round(100 * c["unknown"] / c["modules"], 2) if c["modules"] else None
+        out[platform] = {"modules": c["modules"], "unknown": c["unknown"], "percent": share}
+    return out
 
 
 def print_summary(summary: dict[str, object], results: list[PackageResult]) -> None:
@@ -257,7 +283,11 @@ def print_summary(summary: dict[str, object], results: list[PackageResult]) -> N
         f"{summary['false_not_used']}"
     )
     print(f"unknown share of modules that import: {summary['unknown_percent_of_importing']}%")
-    print(f"cross-platform (macOS arm64, Windows amd64 vs Linux): {summary['cross_platform']}")
+    print(f"\nunknown share per platform (target <= {UNKNOWN_TARGET_PERCENT}% each):")
+    for platform, c in summary["unknown_by_platform"].items():  # type: ignore[attr-defined]
+        share = "n/a" if c["percent"] is None else f"{c['percent']}%"
+        print(f"  {platform:15} {c['unknown']:4} of {c['modules']:5} modules  {share}")
+    print(f"cross-platform (macOS, Windows vs Linux): {summary['cross_platform']}")
     for line in summary["cross_platform_disagreements"][:20]:  # type: ignore[index]
         print(f"  {line}")
     measured = [r for r in results if r.fresh_check_seconds and r.wheel_bytes]

@@ -27,7 +27,7 @@ HEAP_BLOCK = 0x10000
 # pointers) and the block of this module in it, far above any heap block.
 TLS_ARRAY = HEAP_BASE + (1 << 44)
 TLS_BLOCK = TLS_ARRAY + (1 << 32)
-TLS_POINTER = TLS_ARRAY - 8  # the address that stands for gs:[0x58], holding TLS_ARRAY
+TLS_POINTER = TLS_ARRAY - 8  # the address that stands for gs:[0x58] (ARM64: [x18, #0x58])
 # The same ranges for 32-bit images, whose registers and pointers hold 32 bits.
 _RANGES_32 = (0xC000_0000, 0xE000_0000, 0xF000_0000)  # heap, imports, stack
 
@@ -73,7 +73,8 @@ class Image:
     pointer_size: int
     little_endian: bool
     segments: list[Segment]
-    # calling convention of the code: "sysv" (ELF, Mach-O x86-64), "win64", "aapcs64"
+    # calling convention of the code: "sysv" (ELF, Mach-O x86-64), "win64", "aapcs64",
+    # "arm64-win" (Windows on ARM64: AAPCS64 with x18 holding the thread's TEB)
     abi: str = "sysv"
     # address -> the pointer-sized value the loader stores there (relocations applied,
     # image loaded at base 0). Addresses absent here hold their file bytes.

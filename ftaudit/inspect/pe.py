@@ -17,7 +17,7 @@ from ftaudit.inspect.image import Image, Segment
 
 _MACHINES = {
     0x8664: ("x86_64", 8, "win64"),
-    0xAA64: ("aarch64", 8, "aapcs64"),
+    0xAA64: ("aarch64", 8, "arm64-win"),
     0x14C: ("i386", 4, "win32"),
 }
 _DIRS = pefile.DIRECTORY_ENTRY

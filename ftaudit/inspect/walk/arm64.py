@@ -1,4 +1,4 @@
-"""AArch64 (AAPCS64, on Linux and macOS)."""
+"""AArch64 (AAPCS64, on Linux, macOS and Windows)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import capstone
 from capstone import arm64_const as A
 
+from ftaudit.inspect.image import TLS_POINTER
 from ftaudit.inspect.walk.machine import MASK64, Machine, State, Walk, mask_bits, to_signed
 from ftaudit.inspect.walk.memory import Value, vec_int, vec_join, vec_slice
 
@@ -199,6 +200,13 @@ class Arm64(Machine):
         return None
 
     def mem_address(self, state: State, insn: Any, op: Any, post: bool) -> int | None:
+        if self.image.abi == "arm64-win" and insn.reg_name(op.mem.base) == "x18":
+            # Windows on ARM64 keeps the thread's TEB in x18, which no code may change;
+            # [x18, #0x58] is its array of TLS blocks, as gs:[0x58] is on x64 (MSVC's
+            # thread-safe statics compare a guard with a TLS epoch). Nothing else of the
+            # TEB is modelled.
+            plain = not post and not op.mem.index and op.mem.disp == 0x58
+            return TLS_POINTER if plain and self.image.tls_template is not None else None
         base = self.reg_get(state, insn, op.mem.base)
         if not isinstance(base, int):
             return None
