@@ -25,7 +25,18 @@ from ftaudit.errors import (
     UsageError,
     first_line,
 )
-from ftaudit.model import Installed, Policy, Report, Requested, Source, Status, Target, Verdict
+from ftaudit.model import (
+    Installed,
+    LockGraph,
+    Policy,
+    Report,
+    Requested,
+    Selection,
+    Source,
+    Status,
+    Target,
+    Verdict,
+)
 from ftaudit.report import OutputFormat
 
 if TYPE_CHECKING:
@@ -89,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument(
         "path",
         nargs="?",
-        default=".",
+        default=None,
         metavar="PATH",
         help="project directory (default: .), an environment directory, a lockfile, a "
         "requirements file or a pyproject.toml",
@@ -114,6 +125,28 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--env", metavar="DIR", type=Path, help="scan this environment directory (venv or conda)"
     )
+    parts = scan.add_argument_group(
+        "lock parts",
+        "A lock is audited for what its tool installs by default (uv sync: the default "
+        "groups, no extras; poetry install: the non-optional groups; pdm install: the "
+        "locked groups; pipenv install: the default category); what is left out is listed.",
+    )
+    parts.add_argument(
+        "--extra",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="also audit this extra of the project (repeatable)",
+    )
+    parts.add_argument(
+        "--group",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="also audit this dependency group (a Pipfile.lock category too; repeatable)",
+    )
+    parts.add_argument("--all-extras", action="store_true", help="audit every extra")
+    parts.add_argument("--all-groups", action="store_true", help="audit every group")
     scan.add_argument(
         "--target",
         metavar="T[,T]",
@@ -365,13 +398,17 @@ def _scan(args: argparse.Namespace) -> int:
     cli_targets = parse_targets(args.target) if args.target else None
     cli_platforms = parse_platforms(args.platform) if args.platform else None
     found = detect(
-        Path(args.path),
+        Path(args.path or "."),
         python=args.python,
         env_dir=args.env,
         lockfile=args.lockfile,
         requirements=tuple(args.requirement),
+        selection=_selection(args),
+        explicit=args.path is not None,
     )
-    policy = load_policy(_pyproject_of(Path(args.path), found))
+    _check_selection(args, found)
+    pyproject = _pyproject_of(found)
+    policy = load_policy(pyproject) if pyproject is not None else Policy()
     fail_on = next(f for f in (cli_fail_on, policy.fail_on, DEFAULT_FAIL_ON) if f is not None)
     env = found.environment
     targets = (
@@ -389,7 +426,7 @@ def _scan(args: argparse.Namespace) -> int:
         report = _run_scan(args, found, targets, platforms, cache, policy)
     finally:
         cache.close()
-    report = _with_advice(report, Path(args.path))
+    report = _with_advice(report, found.root)
     today = datetime.date.today()
     report = apply_policy(report, replace(policy, fail_on=fail_on), today)
     for rule in expired(policy, today):
@@ -501,6 +538,8 @@ def _run_scan(
     show_progress = _is_tty(sys.stderr) and not args.quiet
     scanner = Scanner(settings, cache, make_index)
     plan, sources, notes, installed = _plan(found, targets, platforms, scanner, show_progress)
+    root = str(found.root) if found.root is not None else None
+    sources = tuple(replace(s, project=root) for s in sources)
     count = len({d.name for deps in plan.values() for d in deps})
     _say(
         args,
@@ -575,9 +614,9 @@ def _source_index_urls(found: Detected) -> tuple[str, ...]:
     return ()
 
 
-def _with_advice(report: Report, path: Path) -> Report:
-    """Advice per package, pointing at the project's own imports (an AST walk of its
-    Python files; nothing is imported)."""
+def _with_advice(report: Report, root: Path | None) -> Report:
+    """Advice per package, pointing at the project's own imports (an AST walk of the
+    Python files of the source's project; nothing is imported)."""
     from ftaudit.advice import advise
     from ftaudit.sources.imports import project_imports
 
@@ -586,7 +625,13 @@ def _with_advice(report: Report, path: Path) -> Report:
     )
     if not needs_sites:
         return advise(report, {})
-    scan = project_imports(_project_root(path))
+    if root is None:
+        note = (
+            "import sites: none listed: the scanned source belongs to no project directory "
+            "(give the project as PATH to list where its code imports each package)"
+        )
+        return advise(replace(report, notes=(*report.notes, note)), {})
+    scan = project_imports(root)
     if scan.unparsable:
         shown = ", ".join(scan.unparsable[:3])
         more = len(scan.unparsable) - 3
@@ -601,16 +646,30 @@ def _with_advice(report: Report, path: Path) -> Report:
     return advise(report, scan.sites)
 
 
-def _project_root(path: Path) -> Path:
-    """The project directory of the scanned PATH (a directory, or a file in it)."""
-    return path if path.is_dir() else path.parent
+def _selection(args: argparse.Namespace) -> Selection:
+    from packaging.utils import canonicalize_name
+
+    return Selection(
+        extras=tuple(dict.fromkeys(canonicalize_name(x) for x in args.extra)),
+        groups=tuple(dict.fromkeys(canonicalize_name(g) for g in args.group)),
+        all_extras=args.all_extras,
+        all_groups=args.all_groups,
+    )
 
 
-def _pyproject_of(path: Path, found: Detected) -> Path:
+def _check_selection(args: argparse.Namespace, found: Detected) -> None:
+    if found.lock is None and (args.extra or args.group or args.all_extras or args.all_groups):
+        raise UsageError(
+            "--extra, --group, --all-extras and --all-groups choose parts of a lockfile; "
+            f"{found.label} is {'an' if found.kind == 'environment' else 'a'} {found.kind}"
+        )
+
+
+def _pyproject_of(found: Detected) -> Path | None:
     """The pyproject.toml whose [tool.ftaudit] applies: the scanned project's."""
     if found.project is not None:
         return Path(found.project.path)
-    return _project_root(path) / "pyproject.toml"
+    return found.root / "pyproject.toml" if found.root is not None else None
 
 
 def _default_targets(found: Detected) -> tuple[Target, ...]:
@@ -660,7 +719,8 @@ def _plan(
         return uniform_plan(deps, targets, platforms), (source,), notes, installed
     if found.lock is not None:
         lock = found.lock
-        source = Source(kind=lock.kind, path=lock.path)
+        source = _lock_source(lock, targets)
+        notes.extend(_lock_notes(lock, source))
         plan = lock_plan(lock, targets, platforms)
         if not any(p.dependencies for p in lock.packages):
             # Pipfile.lock, and pylock.toml as uv writes it, record no edges: each
@@ -690,6 +750,48 @@ def _plan(
     notes.extend(_unlocked_note(plan))
     notes.extend(resolve_notes)
     return plan, sources, notes, {}
+
+
+def _lock_source(lock: LockGraph, targets: Sequence[Target]) -> Source:
+    from ftaudit.targets import python_allows
+
+    return Source(
+        kind=lock.kind,
+        path=lock.path,
+        selected=lock.selected,
+        left_out=lock.left_out,
+        requires_python=lock.requires_python,
+        not_covered=tuple(t.name for t in targets if not python_allows(lock.requires_python, t)),
+    )
+
+
+def _lock_notes(lock: LockGraph, source: Source) -> list[str]:
+    """What the lock does not say: targets outside its Python range, and the parts of it
+    its tool does not install by default (so not audited)."""
+    notes = []
+    if source.not_covered:
+        names = ", ".join(source.not_covered)
+        notes.append(
+            f"{lock.kind} is locked for Python {lock.requires_python}, which does not include "
+            f"{names}: the lock does not cover {names}, and the verdicts there are for what "
+            "the index gives for the locked versions, not for files the lock pins"
+        )
+    if lock.left_out:
+        parts = []
+        for item in lock.left_out:
+            what = f"{item.kind} {item.name}" + (f" of {item.owner}" if item.owner else "")
+            if item.kind == "category" and item.name != "develop":
+                what += (
+                    f" (a custom category: pipenv installs it only with --categories {item.name})"
+                )
+            extra = ", ".join(item.packages)
+            detail = "; ".join(x for x in (extra and f"adds {extra}", item.include) if x)
+            parts.append(f"{what} ({detail})" if detail else what)
+        notes.append(
+            f"{lock.kind}: not audited, as its tool does not install them by default: "
+            + "; ".join(parts)
+        )
+    return notes
 
 
 def _resolve(

@@ -10,7 +10,16 @@ from datetime import date
 from typing import Any
 
 from ftaudit.codec import extension_to_dict, library_to_dict
-from ftaudit.model import Advice, ArtifactFacts, PackageReport, Policy, Report, Verdict, worst
+from ftaudit.model import (
+    Advice,
+    ArtifactFacts,
+    PackageReport,
+    Policy,
+    Report,
+    Source,
+    Verdict,
+    worst,
+)
 
 REPORT_SCHEMA = "ftaudit-report/1"
 INSPECT_SCHEMA = "ftaudit-inspect/1"
@@ -79,7 +88,7 @@ def report_document(report: Report) -> dict[str, Any]:
         "tool": {"name": "ftaudit", "version": report.tool_version},
         "targets": [t.name for t in report.targets],
         "platforms": list(report.platforms),
-        "sources": [{"kind": s.kind, "path": s.path} for s in report.sources],
+        "sources": [_source(s) for s in report.sources],
         "summary": report.summary(),
         "packages": [_package(p, report) for p in report.packages],
         "notes": list(report.notes),
@@ -98,6 +107,27 @@ def report_document(report: Report) -> dict[str, Any]:
             for v in p.verdicts
             if v.incomplete is not None
         ],
+    }
+
+
+def _source(source: Source) -> dict[str, Any]:
+    return {
+        "kind": source.kind,
+        "path": source.path,
+        "selected": list(source.selected),
+        "left_out": [
+            {
+                "kind": item.kind,
+                "name": item.name,
+                "owner": item.owner,
+                "packages": list(item.packages),
+                "include": item.include,
+            }
+            for item in source.left_out
+        ],
+        "requires_python": source.requires_python,
+        "not_covered": list(source.not_covered),
+        "project": source.project,
     }
 
 
