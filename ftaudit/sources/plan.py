@@ -9,18 +9,30 @@ release's own dependencies are followed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from packaging.requirements import Requirement
 
 from ftaudit.model import Dependency, LockGraph, Requested, Target
 from ftaudit.sources.install_set import installed_for
 from ftaudit.sources.resolve import Provider, resolve
+from ftaudit.targets import python_allows
 
 Plan = dict[tuple[Target, str], list[Dependency]]
 
 
 def lock_plan(graph: LockGraph, targets: Sequence[Target], platforms: Sequence[str]) -> Plan:
-    return {(t, p): installed_for(graph, t, p) for t in targets for p in platforms}
+    plan: Plan = {}
+    for t in targets:
+        covered = python_allows(graph.requires_python, t)
+        for p in platforms:
+            deps = installed_for(graph, t, p)
+            if not covered:
+                # A lock made for other Pythons pins no file for this one (uv drops them):
+                # the index decides which file the locked version installs here.
+                deps = [replace(d, files=()) for d in deps]
+            plan[(t, p)] = deps
+    return plan
 
 
 def uniform_plan(
