@@ -27,7 +27,6 @@ from ftaudit.errors import (
 )
 from ftaudit.model import (
     Installed,
-    LockGraph,
     Policy,
     Report,
     Requested,
@@ -702,7 +701,7 @@ def _plan(
     """What each target installs, from whichever source was found."""
     from ftaudit.sources.environment import installed_distributions
     from ftaudit.sources.graph import dependencies_from_installed
-    from ftaudit.sources.plan import lock_plan, uniform_plan
+    from ftaudit.sources.plan import lock_notes, lock_plan, lock_source, uniform_plan
     from ftaudit.sources.resolve import with_metadata_edges
 
     notes: list[str] = []
@@ -719,8 +718,8 @@ def _plan(
         return uniform_plan(deps, targets, platforms), (source,), notes, installed
     if found.lock is not None:
         lock = found.lock
-        source = _lock_source(lock, targets)
-        notes.extend(_lock_notes(lock, source))
+        source = lock_source(lock, targets)
+        notes.extend(lock_notes(lock, source))
         plan = lock_plan(lock, targets, platforms)
         if not any(p.dependencies for p in lock.packages):
             # Pipfile.lock, and pylock.toml as uv writes it, record no edges: each
@@ -750,48 +749,6 @@ def _plan(
     notes.extend(_unlocked_note(plan))
     notes.extend(resolve_notes)
     return plan, sources, notes, {}
-
-
-def _lock_source(lock: LockGraph, targets: Sequence[Target]) -> Source:
-    from ftaudit.targets import python_allows
-
-    return Source(
-        kind=lock.kind,
-        path=lock.path,
-        selected=lock.selected,
-        left_out=lock.left_out,
-        requires_python=lock.requires_python,
-        not_covered=tuple(t.name for t in targets if not python_allows(lock.requires_python, t)),
-    )
-
-
-def _lock_notes(lock: LockGraph, source: Source) -> list[str]:
-    """What the lock does not say: targets outside its Python range, and the parts of it
-    its tool does not install by default (so not audited)."""
-    notes = []
-    if source.not_covered:
-        names = ", ".join(source.not_covered)
-        notes.append(
-            f"{lock.kind} is locked for Python {lock.requires_python}, which does not include "
-            f"{names}: the lock does not cover {names}, and the verdicts there are for what "
-            "the index gives for the locked versions, not for files the lock pins"
-        )
-    if lock.left_out:
-        parts = []
-        for item in lock.left_out:
-            what = f"{item.kind} {item.name}" + (f" of {item.owner}" if item.owner else "")
-            if item.kind == "category" and item.name != "develop":
-                what += (
-                    f" (a custom category: pipenv installs it only with --categories {item.name})"
-                )
-            extra = ", ".join(item.packages)
-            detail = "; ".join(x for x in (extra and f"adds {extra}", item.include) if x)
-            parts.append(f"{what} ({detail})" if detail else what)
-        notes.append(
-            f"{lock.kind}: not audited, as its tool does not install them by default: "
-            + "; ".join(parts)
-        )
-    return notes
 
 
 def _resolve(

@@ -55,14 +55,36 @@ def read_uv_lock(path: Path, selection: Selection | None = None) -> LockGraph:
     at_root = [
         p for p, e in zip(packages, entries, strict=True) if p.name in projects and _at_root(e)
     ]
-    # A workspace whose root is no project: `uv sync` there installs every member.
-    tops = at_root or list(projects.values())
     defaults = {
         p.name: _default_groups(e, p, path.parent)
         for p, e in zip(packages, entries, strict=True)
-        if p in tops
+        if p in at_root
     }
+    tops = at_root
+    if not at_root:
+        # A workspace whose root is no project: `uv sync` there installs every member,
+        # and the root's own dependency groups (the lock's manifest keeps them).
+        manifest = root.child("manifest")
+        groups = manifest.mapping("dependency-groups")
+        virtual = LockedPackage(
+            name="",
+            display_name="the workspace root",
+            version=None,
+            optional=tuple(
+                (
+                    f"group:{canonicalize_name(g)}",
+                    _edges(manifest.entries_in(f"dependency-groups.{g}", v)),
+                )
+                for g, v in groups.items()
+            ),
+            is_project=True,
+        )
+        tops = [*projects.values(), virtual]
+        defaults = {p.name: set() for p in tops}
+        defaults[""] = _default_groups(manifest, virtual, path.parent)
     chosen = _choose(path, tops, defaults, selection)
+    # An extra of a member asked for by another package's edge (`lib[x]`) is not among
+    # these names: uv declares conflicts between the root's own extras and groups.
     active = frozenset(_conflict_name(owner, kind, name) for owner, kind, name in chosen)
     _check_conflicts(root, chosen)
 
@@ -85,9 +107,8 @@ def read_uv_lock(path: Path, selection: Selection | None = None) -> LockGraph:
         member = projects[name]
         left_out.append(
             (
-                LeftOut(
-                    kind="member", name=member.display_name, include="(not installed by uv sync)"
-                ),
+                # `uv sync` here does not install it; only its own directory's scan would.
+                LeftOut(kind="member", name=member.display_name),
                 member.dependencies,
             )
         )
@@ -231,7 +252,7 @@ def _names_reached(edges: Iterable[Edge], packages: list[LockedPackage]) -> set[
 def _describe(chosen: Chosen, tops: list[LockedPackage]) -> tuple[str, ...]:
     out = []
     for project in tops:
-        parts = [f"project {project.display_name}"]
+        parts = [f"project {project.display_name}" if project.name else project.display_name]
         for kind in ("group", "extra"):
             names = sorted(n for owner, k, n in chosen if owner == project.name and k == kind)
             if names:
