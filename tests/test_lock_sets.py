@@ -89,11 +89,20 @@ def uv_exported(project: Path, options: list[str], tmp_path: Path) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "options",
-    [[], ["--extra", "cpu"], ["--extra", "gpu"], ["--group", "docs"], ["--all-groups"]],
-    ids=lambda o: " ".join(o) or "default",
+    ("name", "options"),
+    [
+        ("uv-workspace", []),
+        ("uv-workspace", ["--extra", "cpu"]),
+        ("uv-workspace", ["--extra", "gpu"]),
+        ("uv-workspace", ["--group", "docs"]),
+        ("uv-workspace", ["--all-groups"]),
+        ("uv-virtual-root", []),
+        ("uv-virtual-root", ["--group", "lint"]),
+    ],
+    ids=lambda o: " ".join(o) if isinstance(o, list) else o,
 )
 def test_uv_workspace_set_is_what_uv_installs(
+    name: str,
     options: list[str],
     lock_index: IndexServer,
     tmp_path: Path,
@@ -101,13 +110,14 @@ def test_uv_workspace_set_is_what_uv_installs(
 ) -> None:
     """uv sync installs the root project with its default groups (dev and lint here) and no
     extras; cpu and gpu are declared as conflicting and fork ftlk-util and ftlk-gil: each
-    selection holds one version of each, the one uv installs for it."""
-    project = LOCKS / "uv-workspace"
+    selection holds one version of each, the one uv installs for it. Under a root that is
+    no project, every member and the root's default groups."""
+    project = LOCKS / name
     doc = scan([str(project), "--target", "3.13t", *options], tmp_path, capsys)
     assert linux_313(doc) == uv_exported(project, options, tmp_path)
     names = [p["name"] for p in doc["packages"]]
     assert len(names) == len(set(names))  # never two versions of one package
-    assert "lib" not in names and "app" not in names  # workspace members are the project
+    assert not {"lib", "tool", "app"} & set(names)  # workspace members are the project
 
 
 def test_uv_workspace_says_what_it_left_out(

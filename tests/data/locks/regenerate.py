@@ -302,6 +302,16 @@ requires = ["uv_build>=0.8,<1"]
 build-backend = "uv_build"
 """
 
+# The same members under a workspace root that is no project, with groups of its own.
+UV_VIRTUAL_ROOT = """\
+[tool.uv.workspace]
+members = ["packages/*"]
+
+[dependency-groups]
+dev = ["ftlk-speedup"]
+lint = ["ftlk-legacy"]
+"""
+
 # Locked for one Python only: uv keeps no file of another Python's in the lock.
 UV_PY312 = """\
 [project]
@@ -412,11 +422,10 @@ def construct_projects(tools: Path, env: dict[str, str], project: ProjectMaker) 
     itself installs by default is written beside the lock when the tests cannot ask it."""
     uv = str(tools / "uv")
     if d := project("uv-workspace", UV_WORKSPACE, "pyproject.toml"):
-        for name, deps in (("lib", '"ftlk-core"'), ("tool", '"ftlk-win"')):
-            member = d / "packages" / name
-            (member / "src" / name).mkdir(parents=True)
-            (member / "src" / name / "__init__.py").write_text("")
-            (member / "pyproject.toml").write_text(UV_MEMBER.format(name=name, deps=deps))
+        _members(d)
+        run([uv, "lock", "--default-index", INDEX], d, env)
+    if d := project("uv-virtual-root", UV_VIRTUAL_ROOT, "pyproject.toml"):
+        _members(d)
         run([uv, "lock", "--default-index", INDEX], d, env)
     if d := project("uv-py312", UV_PY312, "pyproject.toml"):
         # uv locks only with an interpreter the project admits: a 3.12 (PYTHON312).
@@ -458,6 +467,14 @@ def construct_projects(tools: Path, env: dict[str, str], project: ProjectMaker) 
             env,
         )
         _record([str(tools / "pipenv"), "requirements"], d, env, "pipenv-requirements.txt")
+
+
+def _members(workspace: Path) -> None:
+    for name, deps in (("lib", '"ftlk-core"'), ("tool", '"ftlk-win"')):
+        member = workspace / "packages" / name
+        (member / "src" / name).mkdir(parents=True)
+        (member / "src" / name / "__init__.py").write_text("")
+        (member / "pyproject.toml").write_text(UV_MEMBER.format(name=name, deps=deps))
 
 
 def _record(cmd: list[str], cwd: Path, env: dict[str, str], filename: str) -> None:
