@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
-from ftaudit import __version__
+from ftaudit.cli_parser import parse
 from ftaudit.errors import (
     EXIT_INCOMPLETE,
     EXIT_INTERNAL,
@@ -30,6 +31,7 @@ from ftaudit.model import (
     Policy,
     Report,
     Requested,
+    ScanStats,
     Selection,
     Source,
     Status,
@@ -44,251 +46,15 @@ if TYPE_CHECKING:
     from ftaudit.sources.detect import Detected
     from ftaudit.sources.plan import Plan
 
-EPILOG_SCAN = """\
-examples:
-  ftaudit scan                          the project here: its lockfile, else its .venv,
-                                        else requirements*.txt, else pyproject.toml
-  ftaudit scan uv.lock --target 3.14t --platform linux-x86_64,windows-amd64
-  ftaudit scan -r requirements.txt -r requirements-dev.txt
-  ftaudit scan --python .venv/bin/python --target 3.14t
-  ftaudit scan --env /opt/conda/envs/ml --format json -o report.json
-  ftaudit scan --target 3.13t,3.14t --fail-on gil,blocked,unknown
-  ftaudit scan --why numpy              who pulls numpy in
-  ftaudit scan --format markdown -o assessment.md
-  ftaudit scan --format github          annotations for a GitHub Actions job
-  ftaudit scan --verify --ft-python python3.13t
-                                        also import each module in that interpreter
-
-policy: [tool.ftaudit] in pyproject.toml sets targets, platforms, fail-on, index-url,
-extra-index-url and ignore = [{package, reason, expires}]; flags win.
-
-exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage or input error, or an
-incomplete scan (a package not checked: network, index, cache; see --allow-incomplete),
-3 internal error (a bug in ftaudit)
-"""
-
-EPILOG_INSPECT = """\
-examples:
-  ftaudit inspect numpy-2.4.6-cp313-cp313t-manylinux_2_27_x86_64.whl
-  ftaudit inspect build/lib/mymod.cpython-313t-x86_64-linux-gnu.so --format json
-  ftaudit inspect https://files.example/simple/pkg/pkg-1.0-cp314-cp314t-linux_x86_64.whl
-"""
-
-STATUS_NAMES = ", ".join(s.value for s in Status)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ftaudit",
-        description="Free-threaded Python readiness auditor: which dependencies run without "
-        "the GIL, which turn it back on, which have no build for the free-threaded "
-        "interpreter, and what to do about each.",
-    )
-    parser.add_argument("--version", action="version", version=f"ftaudit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    scan = sub.add_parser(
-        "scan",
-        help="audit a project's dependencies",
-        description="Audit what a project installs (its lockfile, environment, requirements "
-        "or pyproject.toml) for free-threaded targets: which packages re-enable the GIL, "
-        "which have nothing to install, and what to do about each.",
-        epilog=EPILOG_SCAN,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    scan.add_argument(
-        "path",
-        nargs="?",
-        default=None,
-        metavar="PATH",
-        help="project directory (default: .), an environment directory, a lockfile, a "
-        "requirements file or a pyproject.toml",
-    )
-    where = scan.add_mutually_exclusive_group()
-    where.add_argument(
-        "--lockfile",
-        metavar="FILE",
-        type=Path,
-        help="read this lockfile (uv.lock, poetry.lock, pylock.toml, pdm.lock, Pipfile.lock)",
-    )
-    where.add_argument(
-        "-r",
-        "--requirement",
-        metavar="FILE",
-        type=Path,
-        action="append",
-        default=[],
-        help="read this requirements file (repeatable)",
-    )
-    where.add_argument("--python", metavar="PY", help="scan the environment of this interpreter")
-    where.add_argument(
-        "--env", metavar="DIR", type=Path, help="scan this environment directory (venv or conda)"
-    )
-    parts = scan.add_argument_group(
-        "lock parts",
-        "A lock is audited for what its tool installs by default (uv sync: the default "
-        "groups, no extras; poetry install: the non-optional groups; pdm install: the "
-        "locked groups; pipenv install: the default category); what is left out is listed.",
-    )
-    parts.add_argument(
-        "--extra",
-        metavar="NAME",
-        action="append",
-        default=[],
-        help="also audit this extra of the project (repeatable)",
-    )
-    parts.add_argument(
-        "--group",
-        metavar="NAME",
-        action="append",
-        default=[],
-        help="also audit this dependency group (a Pipfile.lock category too; repeatable)",
-    )
-    parts.add_argument("--all-extras", action="store_true", help="audit every extra")
-    parts.add_argument("--all-groups", action="store_true", help="audit every group")
-    scan.add_argument(
-        "--target",
-        metavar="T[,T]",
-        help="free-threaded targets, e.g. 3.13t,3.14t or all (default: the "
-        "free-threaded twin of the scanned interpreter, else every target the "
-        "project's requires-python allows)",
-    )
-    scan.add_argument(
-        "--platform",
-        metavar="P[,P]",
-        help="linux-x86_64, linux-aarch64, macos-arm64, macos-x86_64, "
-        "windows-amd64 or all (default: this machine's)",
-    )
-    scan.add_argument("--index-url", metavar="URL", help="package index (default: pip's)")
-    scan.add_argument(
-        "--extra-index-url",
-        metavar="URL",
-        action="append",
-        default=[],
-        help="additional package index (repeatable)",
-    )
-    scan.add_argument(
-        "--offline",
-        action="store_true",
-        help="use only installed files and the cache; never touch the network",
-    )
-    scan.add_argument("--cache-dir", metavar="DIR", type=Path, help="cache directory")
-    scan.add_argument(
-        "--no-inspect", action="store_true", help="judge by wheel tags only; do not read binaries"
-    )
-    scan.add_argument(
-        "--format",
-        choices=[f.value for f in OutputFormat],
-        default="table",
-        help="table (terminal), json (CI, schema: `ftaudit schema`), markdown "
-        "(assessment report), html (one self-contained page), github (workflow annotations)",
-    )
-    scan.add_argument(
-        "--why",
-        metavar="NAME",
-        help="show the chains of requirements that pull NAME in, then the report",
-    )
-    scan.add_argument(
-        "-o",
-        "--output",
-        metavar="FILE",
-        type=Path,
-        help="write the report here instead of standard output",
-    )
-    scan.add_argument(
-        "--fail-on",
-        metavar="S[,S]",
-        help=f"statuses that make the exit code 1 ({STATUS_NAMES}, or none; default: "
-        "[tool.ftaudit] fail-on, else blocked,gil)",
-    )
-    scan.add_argument(
-        "--allow-incomplete",
-        action="store_true",
-        default=None,
-        help="exit by --fail-on even when some packages could not be checked (network, "
-        "index, cache or integrity failures; default: [tool.ftaudit] allow-incomplete, "
-        "else such a run exits 2)",
-    )
-    scan.add_argument(
-        "--verify",
-        action="store_true",
-        help="also import each judged extension module in a real free-threaded interpreter "
-        "(a temporary venv, one subprocess per module, with a timeout)",
-    )
-    scan.add_argument(
-        "--ft-python",
-        metavar="PY",
-        help="the free-threaded interpreter for --verify (default: python3.15t, "
-        "python3.14t, python3.13t or python3 on PATH, whichever is free-threaded)",
-    )
-    scan.add_argument(
-        "--verify-timeout",
-        metavar="SECONDS",
-        type=float,
-        default=60.0,
-        help="how long one import may take under --verify (default: 60)",
-    )
-    scan.add_argument(
-        "--jobs",
-        "-j",
-        metavar="N",
-        type=int,
-        default=8,
-        help="parallel downloads and inspections (default: 8)",
-    )
-    _common(scan)
-
-    inspect = sub.add_parser(
-        "inspect",
-        help="show what each extension module in an artifact declares",
-        description="Read every compiled module of a wheel, a single binary or a wheel URL "
-        "(without executing it) and show what it declares about the GIL.",
-        epilog=EPILOG_INSPECT,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    inspect.add_argument("artifact", metavar="WHEEL|BINARY|URL")
-    inspect.add_argument("--format", choices=["table", "json"], default="table")
-    inspect.add_argument("-o", "--output", metavar="FILE", type=Path)
-    inspect.add_argument("--cache-dir", metavar="DIR", type=Path)
-    _common(inspect)
-
-    schema = sub.add_parser(
-        "schema",
-        help="print the JSON Schema of the scan report (ftaudit-report/1)",
-        description="Print the JSON Schema (draft 2020-12) that every `ftaudit scan "
-        "--format json` document validates against.",
-    )
-    schema.add_argument("-o", "--output", metavar="FILE", type=Path)
-    _common(schema)
-
-    cache = sub.add_parser("cache", help="show or clear the cache")
-    cache.add_argument("action", choices=["info", "clear"])
-    cache.add_argument("--cache-dir", metavar="DIR", type=Path)
-    _common(cache)
-    return parser
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="no progress; the table lists only packages that are not ready",
-    )
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="more detail on standard error; tracebacks on errors",
-    )
-
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parse(argv)
     except SystemExit as exc:  # argparse has printed the usage error or the help
         return int(exc.code or 0)
+    except FtauditError as exc:  # a FTAUDIT_* variable that does not parse
+        print(f"ftaudit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     previous = _catch_interrupt()
     try:
         handler: Callable[[argparse.Namespace], int] = {
@@ -353,7 +119,7 @@ def _color(stream: TextIO) -> bool:
 
 
 def _width() -> int:
-    return max(100, shutil.get_terminal_size((120, 24)).columns)
+    return max(80, shutil.get_terminal_size((120, 24)).columns)
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -377,9 +143,11 @@ def _say(args: argparse.Namespace, message: str) -> None:
 
 def _scan(args: argparse.Namespace) -> int:
     from ftaudit.cache import Cache, default_cache_dir
+    from ftaudit.cli_checks import check_paths, parse_ignores, policy_line
     from ftaudit.config import DEFAULT_FAIL_ON, load_policy, parse_statuses
     from ftaudit.policy import apply_policy, expired, failing, incomplete
     from ftaudit.report import render
+    from ftaudit.report.locate import locations
     from ftaudit.sources.detect import detect
     from ftaudit.sources.lockfile import url_problem
     from ftaudit.targets import parse_platforms, parse_targets, this_platform
@@ -393,6 +161,8 @@ def _scan(args: argparse.Namespace) -> int:
         if problem := url_problem(url):
             raise UsageError(f"{option}: invalid URL {url!r} ({problem})")
     # Usage errors come before anything is read.
+    check_paths(args)
+    cli_ignores = parse_ignores(args.ignore)
     cli_fail_on = None if args.fail_on is None else parse_statuses(args.fail_on, "--fail-on")
     cli_targets = parse_targets(args.target) if args.target else None
     cli_platforms = parse_platforms(args.platform) if args.platform else None
@@ -408,6 +178,10 @@ def _scan(args: argparse.Namespace) -> int:
     _check_selection(args, found)
     pyproject = _pyproject_of(found)
     policy = load_policy(pyproject) if pyproject is not None else Policy()
+    if line := policy_line(policy, args):
+        _say(args, line)
+    if cli_ignores:
+        policy = replace(policy, ignore=(*policy.ignore, *cli_ignores))
     fail_on = next(f for f in (cli_fail_on, policy.fail_on, DEFAULT_FAIL_ON) if f is not None)
     env = found.environment
     targets = (
@@ -426,6 +200,8 @@ def _scan(args: argparse.Namespace) -> int:
     finally:
         cache.close()
     report = _with_advice(report, found.root)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    report = replace(report, scanned_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
     today = datetime.date.today()
     report = apply_policy(report, replace(policy, fail_on=fail_on), today)
     for rule in expired(policy, today):
@@ -439,6 +215,8 @@ def _scan(args: argparse.Namespace) -> int:
         _why(report, args.why)
     fmt = OutputFormat(args.format)
     color = args.output is None and _color(sys.stdout)
+    located = locations(report) if fmt in (OutputFormat.GITHUB, OutputFormat.SARIF) else {}
+    summary_written = fmt is OutputFormat.GITHUB and _step_summary(report)
     _emit(
         render(
             report,
@@ -447,6 +225,8 @@ def _scan(args: argparse.Namespace) -> int:
             color=color,
             only_problems=args.quiet,
             fail_on=fail_on,
+            located=located,
+            summary_written=summary_written,
         ),
         args.output,
     )
@@ -459,6 +239,23 @@ def _scan(args: argparse.Namespace) -> int:
         if not allow:
             return EXIT_INCOMPLETE
     return 1 if failing(report, fail_on) or expired(policy, today) else 0
+
+
+def _step_summary(report: Report) -> bool:
+    """In GitHub Actions, the whole report goes to the job summary (annotations are capped
+    at 10 per step); whether it was written."""
+    from ftaudit.report import render
+
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return False
+    try:
+        with open(path, "a", encoding="utf-8") as summary:
+            summary.write(render(report, OutputFormat.MARKDOWN))
+    except OSError as exc:
+        _warn(f"GITHUB_STEP_SUMMARY {path}: cannot write ({exc.strerror or exc})")
+        return False
+    return True
 
 
 def _incomplete_line(gaps: Sequence[tuple[str, Verdict]], allowed: bool) -> str:
@@ -501,6 +298,8 @@ def _run_scan(
     cache: Cache,
     policy: Policy,
 ) -> Report:
+    from packaging.utils import canonicalize_name
+
     from ftaudit.index.auth import redact_url
     from ftaudit.index.http import Http
     from ftaudit.index.pipconfig import pip_index_config
@@ -536,10 +335,23 @@ def _run_scan(
     )
     show_progress = _is_tty(sys.stderr) and not args.quiet
     scanner = Scanner(settings, cache, make_index)
+    clock = time.monotonic()
+    seconds: list[tuple[str, float]] = []
+
+    def stage(name: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        seconds.append((name, now - clock))
+        clock = now
+
     plan, sources, notes, installed = _plan(found, targets, platforms, scanner, show_progress)
     root = str(found.root) if found.root is not None else None
     sources = tuple(replace(s, project=root) for s in sources)
-    count = len({d.name for deps in plan.values() for d in deps})
+    stage("plan")
+    names = {d.name for deps in plan.values() for d in deps}
+    count = len(names)
+    if args.why and canonicalize_name(args.why) not in names:
+        raise UsageError(f"--why {args.why}: not among the {count} distributions to scan")
     _say(
         args,
         f"scanning {_describe(found)}: {count} distributions for "
@@ -547,13 +359,33 @@ def _run_scan(
     )
     if show_progress:
         report = _with_progress(
-            lambda progress: scanner.scan(plan, sources, installed, env, notes, progress)
+            lambda progress: scanner.scan(plan, sources, installed, env, notes, progress),
+            fetched=lambda: scanner.stats().bytes_fetched,
         )
     else:
         report = scanner.scan(plan, sources, installed, env, notes)
+    stage("scan")
     if args.verify:
         report = _verify(args, report, scanner, found, show_progress)
-    return report
+        stage("verify")
+    stats = scanner.stats(seconds)
+    _say(args, _cost_line(stats))
+    return replace(report, stats=stats)
+
+
+def _cost_line(stats: ScanStats) -> str:
+    """One line of what the scan cost: the wire, the cache, the time."""
+    mib = 1024 * 1024
+    parts = [f"{stats.requests} requests, {stats.bytes_fetched / mib:.1f} MiB fetched"]
+    if stats.wheel_bytes:
+        share = 100 * stats.bytes_fetched / stats.wheel_bytes
+        parts[0] += f" ({share:.0f}% of the {stats.wheel_bytes / mib:.1f} MiB of wheels judged)"
+    if stats.wheels_by_ranges or stats.wheels_whole:
+        parts.append(f"{stats.wheels_by_ranges} wheels read by ranges, {stats.wheels_whole} whole")
+    if stats.facts_cached or stats.pages_cached:
+        parts.append(f"cache: {stats.facts_cached} wheels, {stats.pages_cached} pages")
+    parts.append(f"{sum(s for _n, s in stats.seconds):.1f} s")
+    return "cost: " + "; ".join(parts)
 
 
 def _verify(
@@ -798,7 +630,9 @@ def _why(report: Report, name: str) -> None:
 
 
 def _with_progress(
-    run: Callable[[Callable[[str, int, int], None]], Report], verb: str = "checking"
+    run: Callable[[Callable[[str, int, int], None]], Report],
+    verb: str = "checking",
+    fetched: Callable[[], int] | None = None,
 ) -> Report:
     from rich.console import Console
     from rich.markup import escape
@@ -815,7 +649,10 @@ def _with_progress(
         task = progress.add_task(verb, total=None)
 
         def update(name: str, done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total, description=f"{verb} {escape(name)}")
+            got = f" ({fetched() / 1048576:.1f} MiB fetched)" if fetched is not None else ""
+            progress.update(
+                task, completed=done, total=total, description=f"{verb} {escape(name)}{got}"
+            )
 
         return run(update)
 

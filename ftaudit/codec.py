@@ -54,6 +54,7 @@ def facts_to_dict(f: ArtifactFacts) -> dict[str, Any]:
         "unreadable": [{"path": p, "why": w} for p, w in f.unreadable],
         "classifiers": list(f.classifiers),
         "import_names": list(f.import_names),
+        "read": f.read,
     }
 
 
@@ -66,6 +67,7 @@ def facts_from_dict(d: dict[str, Any]) -> ArtifactFacts:
         unreadable=tuple((x["path"], x["why"]) for x in d["unreadable"]),
         classifiers=tuple(d["classifiers"]),
         import_names=tuple(d.get("import_names", ())),
+        read=d.get("read", "whole"),
     )
 
 
@@ -144,4 +146,5 @@ def _facts(value: object) -> ArtifactFacts:
         unreadable=tuple(unreadable),
         classifiers=_strs(d["classifiers"]),
         import_names=_strs(d.get("import_names", [])),
+        read=_str(d.get("read", "whole")),
     )

@@ -123,6 +123,10 @@ class ArtifactFacts:
     unreadable: tuple[tuple[str, str], ...] = ()
     classifiers: tuple[str, ...] = ()
     import_names: tuple[str, ...] = ()  # top-level modules and packages it installs
+    # How the bytes were had: "whole" (a local file, or downloaded whole and its sha256
+    # checked where one was known) or "ranges" (only the members judged were fetched:
+    # their sizes and CRC-32s checked against the zip directory, not the file's sha256).
+    read: str = "whole"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -320,6 +324,39 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TargetReadiness:
+    """How far a project is from one target: who is ready, and the changes to get there."""
+
+    target: str
+    direct: int
+    direct_ready: int
+    transitive: int
+    transitive_ready: int
+    upgrades: int = 0
+    pins: int = 0  # downgrades: a pin to an older release
+    builds: int = 0  # source builds, whose GIL status is unknown until built
+    isolate: int = 0  # need the GIL: worker processes, or a replacement
+    blocked: int = 0  # nothing installs
+    unknown: int = 0
+
+    @property
+    def changes(self) -> int:
+        return self.upgrades + self.pins + self.builds + self.isolate + self.blocked
+
+    @property
+    def ready(self) -> bool:
+        return self.changes == 0 and self.unknown == 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Location:
+    """Where a package is named in the scanned source: the line CI annotations point at."""
+
+    path: str
+    line: int | None = None  # None: the file as a whole
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Ignore:
     """A finding the project accepts for now: which package, why, and until when."""
 
@@ -380,6 +417,11 @@ class Verdict:
     # Set when the status is `unknown` because the run failed to check the package (the
     # network, an index, the cache, an integrity check), not because of what it ships.
     incomplete: Incomplete | None = None
+    # The judged artifact's extension modules, when it is of another release than the
+    # package's own (whose modules are PackageReport.extensions).
+    extensions: tuple[Extension, ...] = ()
+    # How the judged artifact was read ("whole" or "ranges", see ArtifactFacts.read).
+    artifact_read: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -417,6 +459,20 @@ class PackageReport:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ScanStats:
+    """What a scan cost: on the wire, from the cache, and in time per stage."""
+
+    requests: int = 0
+    bytes_fetched: int = 0
+    wheel_bytes: int = 0  # the judged wheels' sizes: what fetching them whole would cost
+    wheels_by_ranges: int = 0
+    wheels_whole: int = 0
+    facts_cached: int = 0
+    pages_cached: int = 0
+    seconds: tuple[tuple[str, float], ...] = ()  # (stage, wall seconds)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Report:
     tool_version: str
     targets: tuple[Target, ...]
@@ -425,6 +481,8 @@ class Report:
     packages: tuple[PackageReport, ...]
     notes: tuple[str, ...] = field(default=())
     policy: Policy | None = None
+    scanned_at: str | None = None  # UTC, ISO 8601 ("2026-12-02T01:40:00Z")
+    stats: ScanStats | None = None
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Packages per status for every target (worst verdict across platforms)."""

@@ -8,11 +8,12 @@ free-threaded interpreter the binary readers run in parallel too.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar, cast
 
 from packaging.version import Version
 
@@ -29,14 +30,16 @@ from ftaudit.errors import (
 )
 from ftaudit.index import select
 from ftaudit.index.auth import redact_url
-from ftaudit.index.http import fetch_artifact
+from ftaudit.index.http import Cancelled, fetch_artifact
 from ftaudit.index.metadata import requires_dist
+from ftaudit.index.remote import MIN_REMOTE_BYTES, RemoteFile
 from ftaudit.index.simple import Index, IndexFile, NotOnIndex, Offline, failure_kind
 from ftaudit.inspect import READER_REVISION
 from ftaudit.inspect.artifact import (
     inspect_installed,
     inspect_wheel,
     is_binary_candidate,
+    wheel_metadata,
     wheel_tags,
 )
 from ftaudit.model import (
@@ -48,6 +51,7 @@ from ftaudit.model import (
     Installed,
     PackageReport,
     Report,
+    ScanStats,
     Source,
     Status,
     Target,
@@ -68,6 +72,9 @@ class ScanSettings:
     offline: bool = False
     inspect: bool = True
     jobs: int = 8
+    # Read remote wheels by HTTP ranges (only the members judged) where the server
+    # serves them; False downloads every judged wheel whole.
+    ranges: bool = True
 
 
 class _Once:
@@ -92,6 +99,11 @@ class _Once:
                 self._values[key] = value
             return value
 
+    def peek(self, key: object) -> object | None:
+        """The value computed for `key`, or None: nothing is computed."""
+        with self._lock:
+            return self._values.get(key)
+
 
 class Scanner:
     def __init__(
@@ -108,6 +120,9 @@ class Scanner:
         # Every index file judged, by file name: what --verify installs.
         self.judged: dict[str, IndexFile] = {}
         self._once = _Once()
+        # What the scan cost, counted by the threads that do the work.
+        self.tally: Counter[str] = Counter()
+        self._tally_lock = threading.Lock()
 
     # --- the index is only set up when something needs it (an offline scan of pure
     # --- packages never asks pip for its configuration)
@@ -135,6 +150,8 @@ class Scanner:
             for platform in self.settings.platforms
             for dep in plan.get((target, platform), ())
         ]
+        # Progress counts packages (each done when all its targets and platforms are).
+        left = Counter(dep.name for dep, _t, _p in jobs)
         done = 0
         lock = threading.Lock()
 
@@ -143,15 +160,19 @@ class Scanner:
             dep, target, platform = job
             try:
                 result = self._evaluate(dep, installed.get(dep.name), environment, target, platform)
+                verdict, facts = result
+                if facts is not None and verdict.artifact == facts.artifact:
+                    result = (replace(verdict, artifact_read=facts.read), facts)
             except FtauditError as exc:
                 # What _evaluate does not turn into a verdict is the run's failure (the
                 # index could not even be set up), never a finding about the package.
                 kind = failure_kind(exc) or Incomplete.INDEX
                 result = (self._unknown(target, platform, str(exc), kind), None)
             with lock:
-                done += 1
+                left[dep.name] -= 1
+                done += left[dep.name] == 0
                 if progress is not None:
-                    progress(dep.display_name, done, len(jobs))
+                    progress(dep.display_name, done, len(left))
             return result
 
         workers = max(1, min(self.settings.jobs, len(jobs) or 1))
@@ -176,7 +197,7 @@ class Scanner:
             packages.append(
                 PackageReport(
                     dependency=deps[key],
-                    verdicts=tuple(v for v, _f in pairs),
+                    verdicts=tuple(self._with_judged(v, facts) for v, _f in pairs),
                     extensions=facts.extensions if facts else (),
                     libraries=facts.libraries if facts else (),
                     import_names=facts.import_names if facts else (),
@@ -191,6 +212,18 @@ class Scanner:
             packages=tuple(packages),
             notes=tuple(notes),
         )
+
+    def _with_judged(self, verdict: Verdict, facts: ArtifactFacts | None) -> Verdict:
+        """A verdict on an artifact of another release than the package's own (an older
+        wheel, the release an unlocked requirement resolves to) carries that artifact's
+        modules, so the report shows what was judged and --verify can import it."""
+        if verdict.artifact is None or (facts is not None and facts.artifact == verdict.artifact):
+            return verdict
+        wheel = self.judged.get(verdict.artifact)
+        other = self._once.peek(("wheel", wheel.url)) if wheel is not None else None
+        if not isinstance(other, ArtifactFacts) or not other.extensions:
+            return verdict
+        return replace(verdict, extensions=other.extensions)
 
     # --- what the resolver asks (sources/resolve.py's Provider) ---------------------------
 
@@ -226,7 +259,7 @@ class Scanner:
                 self.index().http,
                 self.cache,
                 wheel,
-                self._download,
+                self._metadata_of,
                 offline=self.settings.offline,
             ),
         )
@@ -545,10 +578,19 @@ class Scanner:
             cached = self.cache.facts(wheel.sha256, _FACTS_KEY)
             if cached is not None:
                 try:
-                    return decode_facts(cached)
+                    known = decode_facts(cached)
                 except DecodeError as exc:
                     self.cache.drop_facts(wheel.sha256, _FACTS_KEY, why=str(exc))
+                else:
+                    self._count("facts_cached")
+                    return known
+        ranged = self._ranged_facts(wheel)
+        if ranged is not None:
+            if wheel.sha256:
+                self.cache.store_facts(wheel.sha256, _FACTS_KEY, facts_to_json(ranged))
+            return ranged
         path = self._download(wheel)
+        self._count("wheels_whole")
         try:
             facts = inspect_wheel(path, wheel.filename)
         except InputError:
@@ -560,6 +602,78 @@ class Scanner:
         if wheel.sha256:
             self.cache.store_facts(wheel.sha256, _FACTS_KEY, facts_to_json(facts))
         return facts
+
+    def _ranged_facts(self, wheel: IndexFile) -> ArtifactFacts | None:
+        """The wheel read in place by HTTP ranges, or None to fetch it whole."""
+        remote = self._remote(wheel)
+        if remote is None:
+            return None
+        try:
+            # a RawIOBase: everything zipfile asks of a binary file
+            facts = inspect_wheel(cast(BinaryIO, remote), wheel.filename, remote.size)
+        except Cancelled:
+            raise
+        except PackageIndexError:
+            # Wrong ranges, or range bodies cut short after their retries: the whole
+            # file (with its own retries and its sha256 check) still may do.
+            return None
+        self._count("wheels_by_ranges")
+        return replace(facts, read="ranges")
+
+    def stats(self, seconds: Sequence[tuple[str, float]] = ()) -> ScanStats:
+        index = self._index
+        with self._tally_lock:
+            tally = dict(self.tally)
+        return ScanStats(
+            requests=index.http.requests if index is not None else 0,
+            bytes_fetched=index.http.bytes_fetched if index is not None else 0,
+            wheel_bytes=sum(w.size or 0 for w in list(self.judged.values())),
+            wheels_by_ranges=tally.get("wheels_by_ranges", 0),
+            wheels_whole=tally.get("wheels_whole", 0),
+            facts_cached=tally.get("facts_cached", 0),
+            pages_cached=index.pages_cached if index is not None else 0,
+            seconds=tuple(seconds),
+        )
+
+    def _count(self, key: str) -> None:
+        with self._tally_lock:
+            self.tally[key] += 1
+
+    def _metadata_of(self, wheel: IndexFile) -> bytes:
+        """A wheel's METADATA when the index serves no PEP 658 file: read by ranges out
+        of the remote wheel where it can be, else out of the downloaded file."""
+        remote = self._remote(wheel)
+        if remote is not None:
+            try:
+                return wheel_metadata(cast(BinaryIO, remote), wheel.filename, remote.size)
+            except Cancelled:
+                raise
+            except PackageIndexError:
+                pass
+        return wheel_metadata(self._download(wheel), wheel.filename)
+
+    def _remote(self, wheel: IndexFile) -> RemoteFile | None:
+        """The wheel opened for range reads, or None when it is better (or only possible)
+        fetched whole: offline, cached already, small, not over HTTP, no ranges served."""
+        if wheel.integrity_error:
+            raise IndexIntegrityError(wheel.integrity_error)
+        if (
+            not self.settings.ranges
+            or self.settings.offline
+            or not wheel.url.startswith(("http://", "https://"))
+            or (wheel.size is not None and wheel.size < MIN_REMOTE_BYTES)
+        ):
+            return None
+        cached = self.cache.artifact_path(wheel.url, wheel.filename, wheel.sha256)
+        if self.cache.check_artifact(cached, wheel.sha256, wheel.size):
+            return None  # the whole file is here, its sha256 checked
+        try:
+            remote = RemoteFile(self.index().http, wheel.url, wheel.size)
+        except Cancelled:
+            raise
+        except PackageIndexError:
+            return None
+        return remote if remote.size >= MIN_REMOTE_BYTES else None
 
     def artifact_file(self, filename: str) -> Path | None:
         """The cached file of a judged artifact (downloaded now if only its facts were

@@ -148,7 +148,8 @@ def verify(
             unproven = v.status is Status.UNKNOWN and v.incomplete is None
             if v.status not in (Status.READY, Status.GIL) and not unproven:
                 continue
-            modules = [e.module for e in pkg.extensions if extension_loadable(e.path, target)]
+            judged = v.extensions or pkg.extensions  # another release's, when it was judged
+            modules = [e.module for e in judged if extension_loadable(e.path, target)]
             installed = v.artifact.endswith("(installed)")
             if modules and ((installed and site_dirs) or v.artifact in wheels):
                 work[pkg.dependency.name] = (pkg, v, modules)

@@ -144,3 +144,19 @@ def test_screenshot(page: Path, tmp_path: Path) -> None:
     assert (width, height) == (1280, 900)
     # The summary bar and the badges: the gil red and the ready green are on screen.
     assert GIL_RED in colors and READY_GREEN in colors
+
+
+def test_printed_to_pdf_the_advice_is_there(page: Path, tmp_path: Path) -> None:
+    """Detail rows are collapsed on screen; a printed or saved-as-PDF report still holds
+    every package's reasons and advice."""
+    from pypdf import PdfReader
+
+    pdf = tmp_path / "report.pdf"
+    proc = _chromium(f"--print-to-pdf={pdf}", "--no-pdf-header-footer", page.as_uri())
+    assert proc.returncode == 0 and pdf.is_file(), proc.stderr[-2000:]
+    text = " ".join(" ".join(p.extract_text() for p in PdfReader(pdf).pages).split())
+    assert "Keep it out of the main process's imports" in text  # the isolate advice
+    assert "every status" not in text  # the screen's controls are not printed
+    html = page.read_text()
+    # Advice text quoting code shows it as code, not backticks.
+    assert "`" not in html.split("<script>")[0].split("<style>")[1].split("</style>")[1]

@@ -67,6 +67,20 @@ class Response:
     url: str
 
 
+@dataclass(frozen=True, slots=True)
+class RangeAnswer:
+    """A byte range of a remote file: where it starts, the file's whole size, the bytes."""
+
+    start: int
+    total: int
+    body: bytes
+
+
+class NoRanges(PackageIndexError):
+    """The server does not serve byte ranges of this file (or serves them wrongly): fetch
+    it whole instead."""
+
+
 class Unreachable(PackageIndexError):
     """A request that got no usable answer after its retries."""
 
@@ -142,6 +156,9 @@ class Http:
             self._kwargs["ca_certs"] = cert
         self._pool = self._tracked(urllib3.PoolManager(num_pools=16, maxsize=8, **self._kwargs))  # type: ignore[arg-type]
         self._proxies: dict[str, urllib3.ProxyManager] = {}
+        # What the run cost on the wire (the report's `stats`).
+        self.requests = 0
+        self.bytes_fetched = 0
         with _clients_lock:
             _clients.add(self)
 
@@ -219,10 +236,16 @@ class Http:
             preload_content=False,
         )
         where = origin(url)
-        if where is not None:
-            with self._lock:
+        with self._lock:
+            self.requests += 1
+            if where is not None:
                 self._answered.add(where)
         return resp
+
+    def _count(self, chunk: bytes) -> bytes:
+        with self._lock:
+            self.bytes_fetched += len(chunk)
+        return chunk
 
     @contextmanager
     def _exchange(
@@ -347,7 +370,7 @@ class Http:
         buf = io.BytesIO()
         for chunk in resp.stream(CHUNK, decode_content=True):
             self._check_cancelled()
-            buf.write(chunk)
+            buf.write(self._count(chunk))
             if buf.tell() > limit:
                 raise too_big
         return buf.getvalue()
@@ -363,6 +386,48 @@ class Http:
         except OSError as exc:
             raise PackageIndexError(f"{path}: {exc.strerror}") from None
         return Response(200, body, "text/html", None, url)
+
+    # --- byte ranges ---------------------------------------------------------------------
+
+    def get_range(self, url: str, start: int | None, end: int) -> RangeAnswer:
+        """Bytes `start`..`end` (inclusive) of `url`, or with `start` None the last `end`
+        bytes. NoRanges when the server answers with the whole file (200), a range other
+        than the one asked for, or none at all; a body cut short is retried."""
+        spec = f"bytes=-{end}" if start is None else f"bytes={start}-{end}"
+        # identity: a compressed body's byte offsets are not the file's
+        headers = {"Range": spec, "Accept-Encoding": "identity"}
+
+        def attempt() -> RangeAnswer:
+            with self._exchange(url, headers) as (resp, _final):
+                retry = self._status_retry(resp)
+                if retry is not None:
+                    raise retry
+                if resp.status == 200:
+                    raise NoRanges(f"{redact_url(url)}: the server does not serve byte ranges")
+                if resp.status != 206:
+                    raise PackageIndexError(f"{redact_url(url)}: HTTP {resp.status}")
+                first, last, total = _content_range(resp.headers.get("Content-Range", ""))
+                want_first = max(0, total - end) if start is None else start
+                want_last = total - 1 if start is None else min(end, total - 1)
+                if (first, last) != (want_first, want_last) or resp.headers.get(
+                    "Content-Encoding", "identity"
+                ) not in ("identity", ""):
+                    raise NoRanges(
+                        f"{redact_url(url)}: asked for {spec}, the server answered "
+                        f"{resp.headers.get('Content-Range', 'no Content-Range')!r}"
+                    )
+                expected = last - first + 1
+                buf = io.BytesIO()
+                for chunk in resp.stream(CHUNK, decode_content=False):
+                    self._check_cancelled()
+                    buf.write(self._count(chunk))
+                    if buf.tell() > expected:
+                        raise NoRanges(f"{redact_url(url)}: a range body longer than its range")
+                if buf.tell() != expected:
+                    raise _Retry(f"range body cut short ({buf.tell()} of {expected} bytes)")
+                return RangeAnswer(start=first, total=total, body=buf.getvalue())
+
+        return self._retrying(url, attempt)
 
     # --- artifacts -----------------------------------------------------------------------
 
@@ -411,7 +476,7 @@ class Http:
                 raise PackageIndexError(f"{redact_url(url)}: HTTP {resp.status}")
             for chunk in resp.stream(CHUNK, decode_content=True):
                 self._check_cancelled()
-                partial.write(chunk, url)
+                partial.write(self._count(chunk), url)
 
     def _copy_file(self, url: str, partial: _Partial) -> None:
         path = Path(unquote(urlsplit(url).path))
@@ -478,6 +543,19 @@ def _range_start(resp: BaseHTTPResponse) -> int | None:
     unit, _, rest = value.partition(" ")
     start = rest.split("-", 1)[0]
     return int(start) if unit == "bytes" and start.isdigit() else None
+
+
+def _content_range(value: str) -> tuple[int, int, int]:
+    """(first, last, total) of ``bytes first-last/total``; (-1, -1, 0) when malformed."""
+    unit, _, rest = value.strip().partition(" ")
+    span, _, total = rest.partition("/")
+    first, _, last = span.partition("-")
+    if unit != "bytes" or not (first.isdigit() and last.isdigit() and total.isdigit()):
+        return -1, -1, 0
+    a, b, n = int(first), int(last), int(total)
+    if not a <= b < n:
+        return -1, -1, 0
+    return a, b, n
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 from packaging.metadata import parse_email
 
@@ -18,7 +17,6 @@ from ftaudit.cache import Cache, artifact_key
 from ftaudit.errors import HashMismatch
 from ftaudit.index.http import Http
 from ftaudit.index.simple import IndexFile
-from ftaudit.inspect.artifact import wheel_metadata
 
 _CACHE_KEY = "requires-dist/1"
 MAX_METADATA_BYTES = 16 * 1024 * 1024
@@ -28,14 +26,14 @@ def requires_dist(
     http: Http,
     cache: Cache,
     wheel: IndexFile,
-    download: Callable[[IndexFile], Path],
+    metadata_of: Callable[[IndexFile], bytes],
     *,
     offline: bool,
 ) -> tuple[str, ...]:
     """The Requires-Dist entries of `wheel`, exactly as written (markers included).
 
-    `download` fetches the wheel itself (into the artifact cache) when the index serves
-    no metadata file for it."""
+    `metadata_of` reads the wheel's own METADATA when the index serves no metadata file
+    for it."""
     key = artifact_key(wheel.url, wheel.sha256)
     cached = cache.facts(key, _CACHE_KEY)
     if cached is not None:
@@ -43,7 +41,7 @@ def requires_dist(
         if found is not None:
             return found
         cache.drop_facts(key, _CACHE_KEY, why="not an array of strings")
-    raw = _metadata_bytes(http, wheel, download, offline=offline)
+    raw = _metadata_bytes(http, wheel, metadata_of, offline=offline)
     parsed, _unparsed = parse_email(raw)
     requires = tuple(parsed.get("requires_dist") or ())
     cache.store_facts(key, _CACHE_KEY, json.dumps(requires))
@@ -62,7 +60,7 @@ def _decode(text: str) -> tuple[str, ...] | None:
 
 
 def _metadata_bytes(
-    http: Http, wheel: IndexFile, download: Callable[[IndexFile], Path], *, offline: bool
+    http: Http, wheel: IndexFile, metadata_of: Callable[[IndexFile], bytes], *, offline: bool
 ) -> bytes:
     if wheel.core_metadata is not None and not offline:
         resp = http.get(wheel.url.split("#", 1)[0] + ".metadata")
@@ -75,4 +73,4 @@ def _metadata_bytes(
                 )
             return resp.body
         # An index that announces metadata it does not serve: the wheel still has it.
-    return wheel_metadata(download(wheel), wheel.filename)
+    return metadata_of(wheel)

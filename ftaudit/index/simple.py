@@ -8,7 +8,9 @@ file name wins).
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -18,7 +20,13 @@ from urllib.parse import urljoin, urlsplit
 from packaging.utils import canonicalize_name
 
 from ftaudit.cache import Cache, Page
-from ftaudit.errors import CacheError, HashMismatch, IndexIntegrityError, PackageIndexError
+from ftaudit.errors import (
+    CacheError,
+    HashMismatch,
+    IndexIntegrityError,
+    PackageIndexError,
+    UsageError,
+)
 from ftaudit.index.auth import redact_url
 from ftaudit.index.http import Http, Unreachable
 from ftaudit.model import Incomplete
@@ -104,6 +112,9 @@ class Index:
         self.http = http
         self.cache = cache
         self.offline = offline
+        self.page_ttl = _page_ttl()
+        self.pages_cached = 0  # answered by the cache: fresh, or revalidated unchanged
+        self._count_lock = threading.Lock()
 
     def describe(self) -> str:
         return ", ".join(_host(u) for u in self.urls)
@@ -152,10 +163,15 @@ class Index:
             raise type(failures[0])(text)
         raise NotOnIndex(f"{name} is not on {self.describe()}")
 
+    def _cached_page(self) -> None:
+        with self._count_lock:
+            self.pages_cached += 1
+
     def _project(self, base: str, name: str) -> _Page | None:
         url = base.rstrip("/") + "/" + name + "/"
         cached = self.cache.page(url)
-        if cached is not None and (self.offline or time.time() - cached.fetched < PAGE_TTL):
+        if cached is not None and (self.offline or time.time() - cached.fetched < self.page_ttl):
+            self._cached_page()
             if not cached.body:
                 return None
             try:
@@ -173,6 +189,7 @@ class Index:
             headers["If-None-Match"] = cached.etag
         resp = self.http.get(url, headers)
         if resp.status == 304 and cached is not None:
+            self._cached_page()
             self.cache.touch_page(url)
             return _parse(cached, url) if cached.body else None
         if resp.status == 404:
@@ -184,6 +201,18 @@ class Index:
         parsed = _parse(page, resp.url)
         self.cache.store_page(url, page)
         return parsed
+
+
+def _page_ttl() -> float:
+    """How long a cached project page is used without asking the index again:
+    FTAUDIT_PAGE_TTL seconds (0: always revalidate), else 10 minutes."""
+    value = os.environ.get("FTAUDIT_PAGE_TTL", "").strip()
+    if not value:
+        return PAGE_TTL
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        raise UsageError(f"FTAUDIT_PAGE_TTL={value!r}: expected seconds") from None
 
 
 def _failure_text(exc: PackageIndexError, base: str, name: str) -> str:

@@ -54,14 +54,19 @@ class MemberError(InputError):
 class Archive:
     """An open wheel: its members' directory entries and a bounded reader for each."""
 
-    def __init__(self, path: Path, name: str) -> None:
+    def __init__(self, source: Path | BinaryIO, name: str, size: int | None = None) -> None:
+        """`source` is a path, or an open seekable file of `size` bytes (a remote wheel
+        read by ranges); the archive closes it."""
         self.name = name
+        if isinstance(source, Path):
+            try:
+                self._fh: BinaryIO = open(source, "rb")  # noqa: SIM115 - closed by close()
+            except OSError as exc:
+                raise InputError(f"{name}: {exc.strerror or exc}") from exc
+        else:
+            self._fh = source
         try:
-            self._fh: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
-        except OSError as exc:
-            raise InputError(f"{name}: {exc.strerror or exc}") from exc
-        try:
-            self.size = os.fstat(self._fh.fileno()).st_size
+            self.size = size if size is not None else os.fstat(self._fh.fileno()).st_size
             _check_directory_size(self._fh, name)
             self._zf = zipfile.ZipFile(self._fh)
             self.infos = self._zf.infolist()

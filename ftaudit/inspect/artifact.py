@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import BinaryIO
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
@@ -219,11 +220,15 @@ def classifiers_from_metadata(text: str) -> tuple[str, ...]:
     return tuple(msg.get_all("Classifier") or ())
 
 
-def inspect_wheel(path: Path, display_name: str | None = None) -> ArtifactFacts:
-    name = display_name or path.name
-    with Archive(path, name) as archive:
+def inspect_wheel(
+    source: Path | BinaryIO, display_name: str | None = None, size: int | None = None
+) -> ArtifactFacts:
+    """Every binary of a wheel: a path, or an open seekable file of `size` bytes (a
+    remote wheel read by ranges: only the members judged are read)."""
+    name = display_name or (source.name if isinstance(source, Path) else "wheel")
+    with Archive(source, name, size) as archive:
         infos = archive.infos
-        tags = wheel_tags(path.name if display_name is None else display_name)
+        tags = wheel_tags(name)
         classifiers: tuple[str, ...] = ()
         wheel_file_tags: list[str] = []
         for info in infos:
@@ -255,9 +260,9 @@ def inspect_wheel(path: Path, display_name: str | None = None) -> ArtifactFacts:
         )
 
 
-def wheel_metadata(path: Path, display_name: str) -> bytes:
+def wheel_metadata(source: Path | BinaryIO, display_name: str, size: int | None = None) -> bytes:
     """The wheel's ``*.dist-info/METADATA``, read out of the zip (nothing extracted)."""
-    with Archive(path, display_name) as archive:
+    with Archive(source, display_name, size) as archive:
         for info in archive.infos:
             parts = info.filename.split("/")
             if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import NoReturn
 
-from ftaudit.model import Report, Status
+from ftaudit.model import Location, Report, Status
 
 
 def assert_never(value: NoReturn) -> NoReturn:
@@ -20,6 +20,7 @@ class OutputFormat(str, enum.Enum):
     MARKDOWN = "markdown"
     HTML = "html"
     GITHUB = "github"
+    SARIF = "sarif"
 
 
 def render(
@@ -30,9 +31,11 @@ def render(
     color: bool = False,
     only_problems: bool = False,
     fail_on: Collection[Status] = (),
+    located: Mapping[str, Location] | None = None,
+    summary_written: bool = False,
 ) -> str:
     # Each format is imported when it is asked for: the command line starts faster.
-    from ftaudit.report import github, html, markdown, terminal
+    from ftaudit.report import github, html, markdown, sarif, terminal
     from ftaudit.report import json as json_format
 
     if fmt is OutputFormat.TABLE:
@@ -44,5 +47,7 @@ def render(
     if fmt is OutputFormat.HTML:
         return html.render_report(report)
     if fmt is OutputFormat.GITHUB:
-        return github.render_report(report, fail_on)
+        return github.render_report(report, fail_on, located, summary_written=summary_written)
+    if fmt is OutputFormat.SARIF:
+        return sarif.render_report(report, fail_on, located)
     assert_never(fmt)

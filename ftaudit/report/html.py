@@ -9,6 +9,8 @@ so that a link opens the view it names; the same code runs for clicks.
 from __future__ import annotations
 
 import html
+import re
+from dataclasses import replace
 from importlib.resources import files
 
 from ftaudit.model import PackageReport, Report, Status
@@ -18,15 +20,23 @@ from ftaudit.report.view import (
     STATUS_MEANING,
     cell,
     chains,
+    changes_text,
+    closest,
+    constraints,
+    display_path,
     evidence_label,
     ignored_note,
+    is_tooling,
     ordered,
     problems,
+    project_packages,
+    readiness,
     target_verdicts,
     version_label,
     where,
 )
 
+_CODE = re.compile(r"`([^`<>]+)`")
 COLORS = {
     Status.READY: "#2e7d32",
     Status.GIL: "#c62828",
@@ -53,8 +63,16 @@ def _badge(status: Status | None, label: str) -> str:
     return f'<span class="st" style="background:{COLORS[status]}">{_e(label)}</span>'
 
 
+def _inline(text: str) -> str:
+    """Escaped text, with the `code` spans the advice uses rendered as code."""
+    return _CODE.sub(r"<code>\1</code>", _e(text))
+
+
 def render_report(report: Report) -> str:
-    summary = report.summary()
+    summary = replace(report, packages=tuple(project_packages(report))).summary()
+    date = ""
+    if report.scanned_at:
+        date = f" &middot; {_e(report.scanned_at.replace('T', ' ').replace('Z', ' UTC'))}"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -67,20 +85,75 @@ def render_report(report: Report) -> str:
         "<header><h1>Free-threading readiness</h1>",
         '<div class="meta">',
         "Scanned: "
-        + ", ".join(f"<code>{_e(s.path)}</code> ({_e(s.kind)})" for s in report.sources)
+        + ", ".join(
+            f"<code>{_e(display_path(s.path))}</code> ({_e(s.kind)})" for s in report.sources
+        )
         + f" &middot; targets {_e(', '.join(t.name for t in report.targets))}"
         + f" &middot; platforms {_e(', '.join(report.platforms))}"
-        + f" &middot; {len(report.packages)} packages &middot; ftaudit {_e(report.tool_version)}",
+        + f" &middot; {len(report.packages)} packages &middot; ftaudit {_e(report.tool_version)}"
+        + date,
         "</div></header><main>",
-        '<h2>Summary</h2><div class="charts">',
+        "<h2>Summary</h2>",
+        _decision(report),
+        '<div class="charts">',
     ]
     for target in report.targets:
         parts.append(_chart(target.name, summary[target.name]))
     parts.append("</div>")
+    parts.append(_constraints(report))
     parts.append(_table(report))
+    tooling = [p for p in report.packages if is_tooling(p, report)]
+    if tooling:
+        parts.append(
+            '<h2>Installer tooling</h2><p class="tooling">What the environment holds to '
+            "install packages, not what the project depends on: "
+            + ", ".join(
+                f"{_e(p.dependency.display_name)} {_e(cell(p.verdicts)[1])}" for p in tooling
+            )
+            + ".</p>"
+        )
     parts.append(_method(report))
     parts.append(f"</main><script>{_asset('report.js')}</script></body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _decision(report: Report) -> str:
+    """Per target: what is ready and the changes to get there; the closest target."""
+    items = []
+    targets = readiness(report)
+    for t in targets:
+        total = t.direct + t.transitive
+        ready = t.direct_ready + t.transitive_ready
+        if t.ready:
+            text = f"ready: all {total} packages"
+        else:
+            text = (
+                f"{ready} of {total} ready (direct {t.direct_ready}/{t.direct}, transitive "
+                f"{t.transitive_ready}/{t.transitive})"
+            )
+            if todo := changes_text(t):
+                text += f"; to get there: {todo}"
+        items.append(f"<li><b>{_e(t.target)}</b>: {_e(text)}</li>")
+    best = closest(targets)
+    if best is not None:
+        items.append(f"<li><b>Closest target: {_e(best.target)}</b> ({best.changes} changes)</li>")
+    return f'<ul class="decision">{"".join(items)}</ul>'
+
+
+def _constraints(report: Report) -> str:
+    blocks = [(t, constraints(report, t)) for t in report.targets]
+    if not any(lines for _t, lines in blocks):
+        return ""
+    body = "".join(
+        f"<h3>{_e(t.name)}</h3><pre><code>{_e(chr(10).join(lines))}</code></pre>"
+        for t, lines in blocks
+        if lines
+    )
+    return (
+        "<h2>Constraints to apply</h2><p>The upgrades (to the oldest release confirmed "
+        "ready) and pins each target needs, ready to paste into a constraints or "
+        f"requirements file.</p>{body}"
+    )
 
 
 def _chart(target: str, counts: dict[str, int]) -> str:
@@ -111,7 +184,7 @@ def _table(report: Report) -> str:
         + "".join(f'<th data-key="{_e(t.name)}">{_e(t.name)}</th>' for t in report.targets)
         + '<th data-key="evidence">Evidence</th>'
     )
-    rows = [_rows(pkg, report) for pkg in ordered(report.packages)]
+    rows = [_rows(pkg, report) for pkg in ordered(project_packages(report))]
     return (
         "<h2>Packages</h2>"
         '<div class="controls"><input type="search" id="q" placeholder="Filter by name" '
@@ -152,7 +225,7 @@ def _detail(pkg: PackageReport, report: Report) -> str:
     out = []
     why = [
         f"<li>{_e(where(v, report))}: <b>{_e(v.status.value)}</b> &mdash; "
-        f"{_e(v.reason + ignored_note(v))}</li>"
+        f"{_inline(v.reason + ignored_note(v))}</li>"
         for v in (problems(pkg) or pkg.verdicts)
     ]
     out.append(f"<ul>{''.join(why)}</ul>")
@@ -165,7 +238,7 @@ def _detail(pkg: PackageReport, report: Report) -> str:
         )
         snippet = f"<pre><code>{_e(advice.snippet)}</code></pre>" if advice.snippet else ""
         out.append(
-            f'<div class="advice"><b>{_e(advice.kind)}</b> {_e(advice.text)}'
+            f'<div class="advice"><b>{_e(advice.kind)}</b> {_inline(advice.text)}'
             f"{f'<ul>{sites}</ul>' if sites else ''}{snippet}</div>"
         )
     found = chains(report, pkg.dependency.name)

@@ -16,6 +16,7 @@ from ftaudit.model import (
     PackageReport,
     Policy,
     Report,
+    ScanStats,
     Source,
     Verdict,
     worst,
@@ -38,6 +39,8 @@ def _verdict(v: Verdict) -> dict[str, Any]:
         "first_ready": v.first_ready,
         "gil_wheel": v.gil_wheel,
         "incomplete": v.incomplete.value if v.incomplete else None,
+        "extensions": [extension_to_dict(e) for e in v.extensions],
+        "artifact_read": v.artifact_read,
     }
 
 
@@ -82,6 +85,21 @@ def _package(pkg: PackageReport, report: Report) -> dict[str, Any]:
     }
 
 
+def _stats(stats: ScanStats | None) -> dict[str, Any]:
+    if stats is None:
+        return {}
+    return {
+        "requests": stats.requests,
+        "bytes_fetched": stats.bytes_fetched,
+        "wheel_bytes": stats.wheel_bytes,
+        "wheels_by_ranges": stats.wheels_by_ranges,
+        "wheels_whole": stats.wheels_whole,
+        "facts_cached": stats.facts_cached,
+        "pages_cached": stats.pages_cached,
+        "seconds": {stage: round(s, 3) for stage, s in stats.seconds},
+    }
+
+
 def report_document(report: Report) -> dict[str, Any]:
     return {
         "schema": REPORT_SCHEMA,
@@ -92,6 +110,8 @@ def report_document(report: Report) -> dict[str, Any]:
         "summary": report.summary(),
         "packages": [_package(p, report) for p in report.packages],
         "notes": list(report.notes),
+        "scanned_at": report.scanned_at,
+        "stats": _stats(report.stats),
         "policy": _policy(report.policy),
         "incomplete": [
             {

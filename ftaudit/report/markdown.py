@@ -8,18 +8,26 @@ the ready packages in one table; and how the verdicts were reached.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
-from ftaudit.model import Advice, PackageReport, Report, Status
+from ftaudit.model import Advice, PackageReport, Report, Status, TargetReadiness
 from ftaudit.report.view import (
     EVIDENCE_MEANING,
     STATUS_MEANING,
     cell,
     chains,
+    changes_text,
+    closest,
+    constraints,
+    display_path,
     evidence_label,
     ignored_note,
+    is_tooling,
     ordered,
     package_status,
     problems,
+    project_packages,
+    readiness,
     target_verdicts,
     version_label,
     where,
@@ -39,8 +47,10 @@ def render_report(report: Report) -> str:
     add = out.append
     add("# Free-threading readiness assessment")
     add("")
-    sources = ", ".join(f"`{s.path}` ({s.kind})" for s in report.sources) or "-"
+    sources = ", ".join(f"`{display_path(s.path)}` ({s.kind})" for s in report.sources) or "-"
     add(f"- **Scanned**: {sources}")
+    if report.scanned_at:
+        add(f"- **Date**: {report.scanned_at.replace('T', ' ').replace('Z', ' UTC')}")
     add(f"- **Targets**: {', '.join(t.name for t in report.targets)}")
     add(f"- **Platforms**: {', '.join(report.platforms)}")
     add(f"- **Packages**: {len(report.packages)}")
@@ -48,7 +58,15 @@ def render_report(report: Report) -> str:
     add("")
     add("## Summary")
     add("")
-    summary = report.summary()
+    targets = readiness(report)
+    for t in targets:
+        add(f"- {_readiness_line(t)}")
+    best = closest(targets)
+    if best is not None:
+        add(f"- **Closest target: {best.target}** ({best.changes} changes)")
+    add("")
+    tooling = [p for p in report.packages if is_tooling(p, report)]
+    summary = replace(report, packages=tuple(project_packages(report))).summary()
     statuses = list(Status)
     add("| Target | " + " | ".join(s.value for s in statuses) + " |")
     add("|---" * (len(statuses) + 1) + "|")
@@ -60,7 +78,8 @@ def render_report(report: Report) -> str:
         add(f"- {_verdict_line(target.name, summary[target.name])}")
     add("")
 
-    pkgs = ordered(report.packages)
+    out.extend(_constraints(report))
+    pkgs = ordered(project_packages(report))
     blocking = [p for p in pkgs if package_status(p) in BLOCKING]
     changes = [p for p in pkgs if package_status(p) in CHANGES]
     ready = [p for p in pkgs if package_status(p) is Status.READY]
@@ -91,8 +110,47 @@ def render_report(report: Report) -> str:
                 f"{' ' + mark if mark else ''} | {evidence_label(pkg)} |"
             )
         add("")
+    if tooling:
+        add("## Installer tooling")
+        add("")
+        add(
+            "What the environment holds to install packages, not what the project depends "
+            "on: "
+            + ", ".join(f"{_esc(p.dependency.display_name)} {cell(p.verdicts)[1]}" for p in tooling)
+            + "."
+        )
+        add("")
     out.extend(_method(report))
     return "\n".join(out).rstrip() + "\n"
+
+
+def _readiness_line(t: TargetReadiness) -> str:
+    total = t.direct + t.transitive
+    ready = t.direct_ready + t.transitive_ready
+    if t.ready:
+        return f"**{t.target}**: ready: all {total} packages"
+    line = (
+        f"**{t.target}**: {ready} of {total} ready (direct {t.direct_ready}/{t.direct}, "
+        f"transitive {t.transitive_ready}/{t.transitive})"
+    )
+    todo = changes_text(t)
+    return line + (f"; to get there: {todo}" if todo else "")
+
+
+def _constraints(report: Report) -> list[str]:
+    blocks = [(t, constraints(report, t)) for t in report.targets]
+    if not any(lines for _t, lines in blocks):
+        return []
+    out = ["## Constraints to apply", ""]
+    out.append(
+        "The upgrades (to the oldest release confirmed ready) and pins each target needs, "
+        "ready to paste into a constraints or requirements file:"
+    )
+    out.append("")
+    for target, lines in blocks:
+        if lines:
+            out.extend([f"**{target.name}**", "", "```text", *lines, "```", ""])
+    return out
 
 
 def _verdict_line(target: str, counts: dict[str, int]) -> str:
@@ -131,6 +189,10 @@ def _package_section(pkg: PackageReport, report: Report) -> list[str]:
     for v in problems(pkg):
         evidence = f" _(evidence: {v.evidence.value})_" if v.evidence else ""
         lines.append(f"- {where(v, report)}: {_esc(v.reason + ignored_note(v))}{evidence}")
+        if v.extensions and v.artifact:
+            mods = ", ".join(f"`{e.module}` {e.gil.value}" for e in v.extensions[:10])
+            more = f" and {len(v.extensions) - 10} more" if len(v.extensions) > 10 else ""
+            lines.append(f"  - judged `{v.artifact}`: {mods}{more}")
     lines.append("")
     if pkg.advice:
         lines.append("**What to do**")

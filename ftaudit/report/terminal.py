@@ -8,19 +8,24 @@ it is, not be parsed as a closing tag.
 from __future__ import annotations
 
 import io
+import re
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 from ftaudit.model import ArtifactFacts, Gil, PackageReport, Report, Status, Verdict
 from ftaudit.report.view import (
     cell,
+    changes_text,
+    closest,
     evidence_label,
     ignored_note,
     ordered,
     package_status,
     problems,
+    readiness,
     target_verdicts,
     version_label,
     where,
@@ -35,6 +40,8 @@ STATUS_STYLE = {
     Status.BLOCKED: "bold red",
     Status.UNKNOWN: "dim",
 }
+# Spaces rich pads a line with, before any closing colour codes.
+_TRAILING = re.compile(r" +((?:\x1b\[[0-9;]*m)*)$")
 GIL_STYLE = {
     Gil.NOT_USED: "green",
     Gil.USED: "bold red",
@@ -62,102 +69,169 @@ def _version(pkg: PackageReport) -> Text:
     return Text(version).append(f" {mark}" if mark else "", style="dim")
 
 
-def _cell(verdicts: list[Verdict]) -> Text:
+def _cell(verdicts: list[Verdict], versions: bool = True) -> Text:
     status, label = cell(verdicts)
+    if not versions:
+        label = label.split(" → ")[0]
     return Text(label, style=STATUS_STYLE[status] if status else "dim")
 
 
 def render_report(
     report: Report, *, width: int = 120, color: bool = False, only_problems: bool = False
 ) -> str:
-    """A status table (one row per package, one column per target), then the reasons
-    for every verdict that is not ``ready``, then a summary line per target."""
+    """The decision first (per target: what is ready, the changes to get there, which
+    target is closest), then the status table (not with --quiet), then one block per
+    package that is not ready, its targets merged where they say the same."""
     console, buffer = _console(width, color)
-    table = Table(title="Free-threading readiness", title_justify="left")
-    table.add_column("Package", overflow="fold")
-    table.add_column("Version", no_wrap=True)
-    for target in report.targets:
-        table.add_column(Text(target.name), no_wrap=True)
-    table.add_column("Evidence", no_wrap=True)
-    hidden = 0
-    shown_packages = []
-    for pkg in ordered(report.packages):
-        worst_status = package_status(pkg)
-        if only_problems and worst_status is Status.READY:
-            hidden += 1
-            continue
-        shown_packages.append(pkg)
-        name = Text(pkg.dependency.display_name)
-        if not pkg.dependency.direct and pkg.dependency.required_by:
-            parents = pkg.dependency.required_by
-            more = f" +{len(parents) - 1}" if len(parents) > 1 else ""
-            name.append(f" ← {parents[0]}{more}", style="dim")
-        table.add_row(
-            name,
-            _version(pkg),
-            *(_cell(target_verdicts(pkg, t)) for t in report.targets),
-            Text(evidence_label(pkg)),
-        )
-    console.print(table)
-    if hidden:
-        console.print(f"[dim]{hidden} ready packages not shown.[/dim]")
-    details = [(pkg, v) for pkg in shown_packages for v in problems(pkg)]
-    if details:
+    _summary(console, report)
+    shown = [p for p in ordered(report.packages) if package_status(p) is not Status.READY]
+    if not only_problems and report.packages:
         console.print()
-        console.print(Text("Why", style="bold"))
-        # A borderless grid, so that a long reason wraps under itself, not under the name.
-        why = Table.grid(padding=(0, 1))
-        why.add_column(no_wrap=True)
-        why.add_column(no_wrap=True)
-        why.add_column(overflow="fold")
-        for pkg, v in details:
-            name = Text(
-                "  " + f"{pkg.dependency.display_name} {pkg.dependency.version or ''}".strip()
-            )
-            name.append(f" [{where(v, report)}]", style="dim")
-            why.add_row(
-                name,
-                Text(v.status.value, style=STATUS_STYLE[v.status]),
-                Text(v.reason + ignored_note(v)),
-            )
-        console.print(why)
-    advised = [(pkg, a) for pkg in shown_packages for a in pkg.advice]
-    if advised:
+        console.print(_table(console, report, width))
+    if shown:
         console.print()
-        console.print(Text("What to do", style="bold"))
-        todo = Table.grid(padding=(0, 1))
-        todo.add_column(no_wrap=True)
-        todo.add_column(overflow="fold")
-        for pkg, a in advised:
-            todo.add_row(Text(f"  {pkg.dependency.display_name}", style="bold"), Text(a.text))
-        console.print(todo)
-        if any(a.snippet for _pkg, a in advised):
-            console.print(
-                "[dim]--format markdown or html adds a sketch of the worker-process pattern.[/dim]"
-            )
-    console.print()
-    summary = report.summary()
-    for target in report.targets:
-        counts = summary[target.name]
-        parts = [
-            Text(f"{counts[s.value]} {s.value}", style=STATUS_STYLE[s])
-            for s in Status
-            if counts[s.value]
-        ]
-        line = Text(f"{target.name}: ", style="bold")
-        for i, part in enumerate(parts):
-            if i:
-                line.append(", ")
-            line.append(part)
-        if not parts:
-            line.append("no packages")
-        console.print(line)
+        console.print(Text("Not ready", style="bold"))
+        for pkg in shown:
+            _block(console, report, pkg)
     for note in report.notes:
         if "DISAGREES" in note:
             console.print(Text(note, style="bold red"))
         else:
             console.print(Text(f"note: {note}", style="dim"))
-    return buffer.getvalue()
+    if any(a.snippet for p in shown for a in p.advice):
+        console.print(
+            Text("--format markdown or html adds a sketch of the worker-process pattern.", "dim")
+        )
+    return _without_trailing_spaces(buffer.getvalue())
+
+
+def _summary(console: Console, report: Report) -> None:
+    sources = ", ".join(s.path for s in report.sources) or "-"
+    direct = sum(1 for p in report.packages if p.dependency.direct)
+    head = Text("Free-threading readiness", style="bold")
+    head.append(
+        f": {len(report.packages)} packages ({direct} direct, "
+        f"{len(report.packages) - direct} transitive) from {sources}"
+    )
+    console.print(head)
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    targets = readiness(report)
+    for t in targets:
+        total = t.direct + t.transitive
+        ready = t.direct_ready + t.transitive_ready
+        if t.ready:
+            line = Text(f"ready: all {total} packages", style="green")
+        else:
+            line = Text(
+                f"{ready} of {total} ready (direct {t.direct_ready}/{t.direct}, "
+                f"transitive {t.transitive_ready}/{t.transitive})"
+            )
+            todo = changes_text(t)
+            if todo:
+                line.append(f"; to get there: {todo}")
+        grid.add_row(Text(f"  {t.target}", style="bold"), line)
+    console.print(grid)
+    best = closest(targets)
+    if best is not None:
+        fewest = "no changes" if best.changes == 0 else f"{best.changes} changes"
+        console.print(Text(f"  Closest target: {best.target} ({fewest})", style="bold"))
+
+
+def _table(console: Console, report: Report, width: int) -> Table:
+    # Narrow terminals lose the parent hint, then the evidence column, then the versions
+    # in the cells (the blocks below still name them), then the borders; a name longer
+    # than the terminal itself is folded onto two lines, never cut.
+    levels = (
+        (True, True, True, True),
+        (False, True, True, True),
+        (False, False, True, True),
+        (False, False, False, True),
+        (False, False, False, False),
+    )
+    wide = console.options.update_width(10_000)
+    for parents, evidence, versions, boxed in levels:
+        table = _status_table(
+            report, parents=parents, evidence=evidence, versions=versions, boxed=boxed
+        )
+        if Measurement.get(console, wide, table).maximum <= width:
+            break
+    return table
+
+
+def _status_table(
+    report: Report, *, parents: bool, evidence: bool, versions: bool, boxed: bool
+) -> Table:
+    table = Table(title="Status per target", title_justify="left")
+    if not boxed:
+        table = Table(title="Status per target", title_justify="left", box=None, pad_edge=False)
+    table.add_column("Package", no_wrap=boxed, overflow="fold")
+    table.add_column("Version", no_wrap=True)
+    for target in report.targets:
+        table.add_column(Text(target.name), no_wrap=True)
+    if evidence:
+        table.add_column("Evidence", no_wrap=True)
+    for pkg in ordered(report.packages):
+        name = Text(pkg.dependency.display_name)
+        if parents and not pkg.dependency.direct and pkg.dependency.required_by:
+            parent = pkg.dependency.required_by
+            more = f" +{len(parent) - 1}" if len(parent) > 1 else ""
+            name.append(f" ← {parent[0]}{more}", style="dim")
+        cells = [_cell(target_verdicts(pkg, t), versions) for t in report.targets]
+        row = [name, _version(pkg), *cells]
+        if evidence:
+            row.append(Text(evidence_label(pkg)))
+        table.add_row(*row)
+    return table
+
+
+def _block(console: Console, report: Report, pkg: PackageReport) -> None:
+    dep = pkg.dependency
+    title = Text(f"  {dep.display_name} {dep.version or ''}".rstrip(), style="bold")
+    if not dep.direct and dep.required_by:
+        title.append(
+            f"  (required by {', '.join(dep.required_by[:3])}"
+            f"{' and more' if len(dep.required_by) > 3 else ''})",
+            style="dim",
+        )
+    console.print(title)
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    for spots, v, reason in _merged(report, pkg):
+        _status, label = cell([v])
+        grid.add_row(
+            Text(f"    {', '.join(spots)}"), Text(label, style=STATUS_STYLE[v.status]), Text(reason)
+        )
+    for text in dict.fromkeys(a.text for a in pkg.advice):
+        grid.add_row(Text("    what to do"), Text("→"), Text(text))
+    console.print(grid)
+
+
+def _merged(report: Report, pkg: PackageReport) -> list[tuple[list[str], Verdict, str]]:
+    """The problem verdicts, one row per distinct (status, label, reason) once the target
+    and platform names in the reason are set aside."""
+    rows: dict[tuple[str, str, str], tuple[list[str], Verdict, str]] = {}
+    for v in problems(pkg):
+        generic = v.reason.replace(v.target.name, "\0t").replace(v.platform, "\0p")
+        key = (v.status.value, cell([v])[1], generic + ignored_note(v))
+        if key in rows:
+            rows[key][0].append(where(v, report))
+        else:
+            rows[key] = ([where(v, report)], v, v.reason + ignored_note(v))
+    out = []
+    for spots, v, reason in rows.values():
+        if len(spots) > 1:  # the reason names one target; the row holds for several
+            targets = ", ".join(dict.fromkeys(s.split(" ")[0] for s in spots))
+            reason = reason.replace(v.target.name, targets)
+        out.append((spots, v, reason))
+    return out
+
+
+def _without_trailing_spaces(text: str) -> str:
+    return "\n".join(_TRAILING.sub(r"\1", line) for line in text.split("\n"))
 
 
 def render_inspect(facts: ArtifactFacts, *, width: int = 120, color: bool = False) -> str:
@@ -195,4 +269,4 @@ def render_inspect(facts: ArtifactFacts, *, width: int = 120, color: bool = Fals
         )
     for path, why in facts.unreadable:
         console.print(Text.assemble(("unreadable:", "red"), f" {path} — {why}"))
-    return buffer.getvalue()
+    return _without_trailing_spaces(buffer.getvalue())

@@ -7,8 +7,18 @@ disagree about a package.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
-from ftaudit.model import Evidence, PackageReport, Report, Status, Target, Verdict, worst
+from ftaudit.model import (
+    Evidence,
+    PackageReport,
+    Report,
+    Status,
+    Target,
+    TargetReadiness,
+    Verdict,
+    worst,
+)
 
 # What needs a person's attention first.
 ATTENTION = (
@@ -114,3 +124,118 @@ def chains(report: Report, name: str, limit: int = 20) -> list[list[str]]:
 
     walk(name, [])
     return [[deps[n].display_name if n in deps else n for n in chain] for chain in out]
+
+
+def readiness(report: Report) -> list[TargetReadiness]:
+    """Per target: how many direct and transitive dependencies are ready, and the changes
+    the rest need (the worst verdict across platforms decides a package's change)."""
+    out = []
+    for target in report.targets:
+        counts = dict.fromkeys(("direct", "dr", "transitive", "tr"), 0)
+        changes = dict.fromkeys(Status, 0)
+        for pkg in project_packages(report):
+            verdicts = target_verdicts(pkg, target)
+            if not verdicts:
+                continue
+            status = worst(v.status for v in verdicts)
+            kind = "direct" if pkg.dependency.direct else "transitive"
+            counts[kind] += 1
+            if status is Status.READY or all(v.ignored is not None for v in verdicts):
+                counts["dr" if kind == "direct" else "tr"] += 1
+            else:
+                changes[status] += 1
+        out.append(
+            TargetReadiness(
+                target=target.name,
+                direct=counts["direct"],
+                direct_ready=counts["dr"],
+                transitive=counts["transitive"],
+                transitive_ready=counts["tr"],
+                upgrades=changes[Status.UPGRADE],
+                pins=changes[Status.DOWNGRADE],
+                builds=changes[Status.BUILD],
+                isolate=changes[Status.GIL],
+                blocked=changes[Status.BLOCKED],
+                unknown=changes[Status.UNKNOWN],
+            )
+        )
+    return out
+
+
+def closest(targets: Sequence[TargetReadiness]) -> TargetReadiness | None:
+    """The target that needs the fewest changes (then the fewest unknowns; the earliest)."""
+    if len(targets) < 2:
+        return None
+    return min(targets, key=lambda t: (t.blocked > 0, t.changes, t.unknown))
+
+
+def changes_text(t: TargetReadiness) -> str:
+    """'1 upgrade, 2 pins, 1 source build (GIL status then unknown), 1 to isolate'."""
+
+    def n(count: int, one: str, many: str | None = None) -> str | None:
+        if not count:
+            return None
+        return f"{count} {one if count == 1 else (many or one + 's')}"
+
+    parts = [
+        n(t.upgrades, "upgrade"),
+        n(t.pins, "pin to an older release", "pins to older releases"),
+        n(t.builds, "source build", "source builds"),
+        n(
+            t.isolate,
+            "package to isolate in worker processes",
+            "packages to isolate in worker processes",
+        ),
+        n(t.blocked, "package with nothing to install", "packages with nothing to install"),
+        n(t.unknown, "unknown to check", "unknowns to check"),
+    ]
+    text = ", ".join(p for p in parts if p)
+    if t.builds:
+        text += " (a source build's GIL status is unknown until it is built)"
+    return text
+
+
+# What an environment holds to install packages, not what the project depends on.
+INSTALLER_TOOLING = frozenset({"pip", "setuptools", "wheel", "distribute", "uv"})
+
+
+def is_tooling(pkg: PackageReport, report: Report) -> bool:
+    """pip, setuptools, wheel in a scanned environment that nothing else requires."""
+    dep = pkg.dependency
+    return (
+        dep.name in INSTALLER_TOOLING
+        and all(s.kind == "environment" for s in report.sources)
+        and not (set(dep.required_by) - INSTALLER_TOOLING)
+    )
+
+
+def project_packages(report: Report) -> list[PackageReport]:
+    return [p for p in report.packages if not is_tooling(p, report)]
+
+
+def display_path(path: str, cwd: str | None = None) -> str:
+    """A source path as a report shows it: relative to the working directory when it lies
+    inside it, else only its name (a report passed on names no one's home directory)."""
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(base.resolve()).as_posix() or "."
+    except (ValueError, OSError):
+        return p.name or path
+
+
+def constraints(report: Report, target: Target) -> list[str]:
+    """Requirement lines that make the changes this target needs: the upgrades (to the
+    oldest release confirmed ready) and the pins (downgrades), ready to paste."""
+    lines = []
+    for pkg in sorted(report.packages, key=lambda p: p.dependency.name):
+        verdicts = [v for v in target_verdicts(pkg, target) if v.ignored is None]
+        if not verdicts or not any(v.use_version for v in verdicts):
+            continue
+        status = worst(v.status for v in verdicts)
+        v = next(x for x in verdicts if x.status is status)
+        if status is Status.UPGRADE and v.use_version:
+            lines.append(f"{pkg.dependency.display_name}>={v.first_ready or v.use_version}")
+        elif status is Status.DOWNGRADE and v.use_version:
+            lines.append(f"{pkg.dependency.display_name}=={v.use_version}")
+    return lines

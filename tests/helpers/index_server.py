@@ -6,6 +6,7 @@ name. Tests start it with `IndexServer(directory)` as a context manager.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -37,13 +38,19 @@ class IndexServer:
         corrupt_hash: frozenset[str] = frozenset(),
         port: int = 0,
         core_metadata: bool = True,
+        ranges: str = "ok",
     ) -> None:
+        """`ranges`: "ok" (206, suffix ranges too), "none" (a Range header is ignored:
+        200 and the whole body), "wrong" (206 with a Content-Range that starts elsewhere),
+        "short" (206 whose body stops halfway)."""
         self.directory = directory
         self.html_only = html_only
         self.yanked = yanked
         self.requires_python = requires_python or {}
         self.corrupt_hash = corrupt_hash
         self.core_metadata = core_metadata
+        self.ranges = ranges
+        self.file_bytes_sent = 0  # bytes of /files/ bodies, whole or ranges
         self.requests: list[str] = []
         self.headers_seen: list[tuple[str, dict[str, str]]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
@@ -201,13 +208,21 @@ class IndexServer:
                     self.send_error(404)
                     return
                 data = path.read_bytes()
-                rng = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
-                if rng:
-                    start = int(rng.group(1))
-                    end = int(rng.group(2)) if rng.group(2) else len(data) - 1
+                asked = self.headers.get("Range") or ""
+                rng = re.fullmatch(r"bytes=(\d*)-(\d*)", asked)
+                if rng and server.ranges != "none" and (rng.group(1) or rng.group(2)):
+                    if rng.group(1):
+                        start = int(rng.group(1))
+                        end = (
+                            min(int(rng.group(2)), len(data) - 1) if rng.group(2) else len(data) - 1
+                        )
+                    else:  # the last N bytes
+                        start = max(0, len(data) - int(rng.group(2)))
+                        end = len(data) - 1
                     chunk = data[start : end + 1]
+                    shown = start + 1 if server.ranges == "wrong" else start
                     self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                    self.send_header("Content-Range", f"bytes {shown}-{end}/{len(data)}")
                 else:
                     chunk = data
                     self.send_response(200)
@@ -215,6 +230,12 @@ class IndexServer:
                 self.send_header("Accept-Ranges", "bytes")
                 self.send_header("Content-Length", str(len(chunk)))
                 self.end_headers()
-                self.wfile.write(chunk)
+                if server.ranges == "short" and rng:
+                    chunk = chunk[: len(chunk) // 2]
+                    self.close_connection = True
+                server.file_bytes_sent += len(chunk)
+                # The client may stop reading (a 200 to a Range it will not use).
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(chunk)
 
         return Handler
