@@ -32,6 +32,7 @@ from ftaudit.model import (
     Report,
     Requested,
     ScanStats,
+    Selection,
     Source,
     Status,
     Target,
@@ -167,13 +168,17 @@ def _scan(args: argparse.Namespace) -> int:
     cli_targets = parse_targets(args.target) if args.target else None
     cli_platforms = parse_platforms(args.platform) if args.platform else None
     found = detect(
-        Path(args.path),
+        Path(args.path or "."),
         python=args.python,
         env_dir=args.env,
         lockfile=args.lockfile,
         requirements=tuple(args.requirement),
+        selection=_selection(args),
+        explicit=args.path is not None,
     )
-    policy = load_policy(_pyproject_of(Path(args.path), found))
+    _check_selection(args, found)
+    pyproject = _pyproject_of(found)
+    policy = load_policy(pyproject) if pyproject is not None else Policy()
     if line := policy_line(policy, args):
         _say(args, line)
     if cli_ignores:
@@ -195,7 +200,7 @@ def _scan(args: argparse.Namespace) -> int:
         report = _run_scan(args, found, targets, platforms, cache, policy)
     finally:
         cache.close()
-    report = _with_advice(report, Path(args.path))
+    report = _with_advice(report, found.root)
     now = datetime.datetime.now(datetime.timezone.utc)
     report = replace(report, scanned_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
     today = datetime.date.today()
@@ -341,6 +346,8 @@ def _run_scan(
         clock = now
 
     plan, sources, notes, installed = _plan(found, targets, platforms, scanner, show_progress)
+    root = str(found.root) if found.root is not None else None
+    sources = tuple(replace(s, project=root) for s in sources)
     stage("plan")
     names = {d.name for deps in plan.values() for d in deps}
     count = len(names)
@@ -440,9 +447,9 @@ def _source_index_urls(found: Detected) -> tuple[str, ...]:
     return ()
 
 
-def _with_advice(report: Report, path: Path) -> Report:
-    """Advice per package, pointing at the project's own imports (an AST walk of its
-    Python files; nothing is imported)."""
+def _with_advice(report: Report, root: Path | None) -> Report:
+    """Advice per package, pointing at the project's own imports (an AST walk of the
+    Python files of the source's project; nothing is imported)."""
     from ftaudit.advice import advise
     from ftaudit.sources.imports import project_imports
 
@@ -451,7 +458,13 @@ def _with_advice(report: Report, path: Path) -> Report:
     )
     if not needs_sites:
         return advise(report, {})
-    scan = project_imports(_project_root(path))
+    if root is None:
+        note = (
+            "import sites: none listed: the scanned source belongs to no project directory "
+            "(give the project as PATH to list where its code imports each package)"
+        )
+        return advise(replace(report, notes=(*report.notes, note)), {})
+    scan = project_imports(root)
     if scan.unparsable:
         shown = ", ".join(scan.unparsable[:3])
         more = len(scan.unparsable) - 3
@@ -466,16 +479,30 @@ def _with_advice(report: Report, path: Path) -> Report:
     return advise(report, scan.sites)
 
 
-def _project_root(path: Path) -> Path:
-    """The project directory of the scanned PATH (a directory, or a file in it)."""
-    return path if path.is_dir() else path.parent
+def _selection(args: argparse.Namespace) -> Selection:
+    from packaging.utils import canonicalize_name
+
+    return Selection(
+        extras=tuple(dict.fromkeys(canonicalize_name(x) for x in args.extra)),
+        groups=tuple(dict.fromkeys(canonicalize_name(g) for g in args.group)),
+        all_extras=args.all_extras,
+        all_groups=args.all_groups,
+    )
 
 
-def _pyproject_of(path: Path, found: Detected) -> Path:
+def _check_selection(args: argparse.Namespace, found: Detected) -> None:
+    if found.lock is None and (args.extra or args.group or args.all_extras or args.all_groups):
+        raise UsageError(
+            "--extra, --group, --all-extras and --all-groups choose parts of a lockfile; "
+            f"{found.label} is {'an' if found.kind == 'environment' else 'a'} {found.kind}"
+        )
+
+
+def _pyproject_of(found: Detected) -> Path | None:
     """The pyproject.toml whose [tool.ftaudit] applies: the scanned project's."""
     if found.project is not None:
         return Path(found.project.path)
-    return _project_root(path) / "pyproject.toml"
+    return found.root / "pyproject.toml" if found.root is not None else None
 
 
 def _default_targets(found: Detected) -> tuple[Target, ...]:
@@ -508,7 +535,7 @@ def _plan(
     """What each target installs, from whichever source was found."""
     from ftaudit.sources.environment import installed_distributions
     from ftaudit.sources.graph import dependencies_from_installed
-    from ftaudit.sources.plan import lock_plan, uniform_plan
+    from ftaudit.sources.plan import lock_notes, lock_plan, lock_source, uniform_plan
     from ftaudit.sources.resolve import with_metadata_edges
 
     notes: list[str] = []
@@ -525,7 +552,8 @@ def _plan(
         return uniform_plan(deps, targets, platforms), (source,), notes, installed
     if found.lock is not None:
         lock = found.lock
-        source = Source(kind=lock.kind, path=lock.path)
+        source = lock_source(lock, targets)
+        notes.extend(lock_notes(lock, source))
         plan = lock_plan(lock, targets, platforms)
         if not any(p.dependencies for p in lock.packages):
             # Pipfile.lock, and pylock.toml as uv writes it, record no edges: each

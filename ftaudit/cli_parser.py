@@ -125,7 +125,7 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     source.add_argument(
         "path",
         nargs="?",
-        default=".",
+        default=None,
         metavar="PATH",
         help="project directory (default: .), an environment directory, a lockfile, a "
         "requirements file or a pyproject.toml",
@@ -151,6 +151,28 @@ def _scan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--env", metavar="DIR", type=Path, help="scan this environment directory (venv or conda)"
     )
 
+    parts = scan.add_argument_group(
+        "lock parts",
+        "A lock is audited for what its tool installs by default (uv sync: the default "
+        "groups, no extras; poetry install: the non-optional groups; pdm install: the "
+        "locked groups; pipenv install: the default category); what is left out is listed.",
+    )
+    parts.add_argument(
+        "--extra",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="also audit this extra of the project (repeatable)",
+    )
+    parts.add_argument(
+        "--group",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="also audit this dependency group (a Pipfile.lock category too; repeatable)",
+    )
+    parts.add_argument("--all-extras", action="store_true", help="audit every extra")
+    parts.add_argument("--all-groups", action="store_true", help="audit every group")
     targets = scan.add_argument_group("targets")
     targets.add_argument(
         "--target",

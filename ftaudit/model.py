@@ -240,6 +240,37 @@ class LockedPackage:
     index: str | None = None
     direct_reference: str | None = None
     is_project: bool = False  # the project itself (uv's virtual/editable root)
+    # uv's resolution-markers: the forks of the resolution this version belongs to.
+    fork_markers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Selection:
+    """The optional parts of a lock to audit beyond what its tool installs by default
+    (``--extra``, ``--group``, ``--all-extras``, ``--all-groups``)."""
+
+    extras: tuple[str, ...] = ()  # canonical
+    groups: tuple[str, ...] = ()  # canonical (Pipfile.lock categories too)
+    all_extras: bool = False
+    all_groups: bool = False
+
+    def wants_extra(self, name: str) -> bool:
+        return self.all_extras or name in self.extras
+
+    def wants_group(self, name: str) -> bool:
+        return self.all_groups or name in self.groups
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeftOut:
+    """A part of a lock its tool does not install by default, so not audited."""
+
+    kind: str  # extra, group, category (Pipfile.lock), member (a uv workspace member)
+    name: str
+    owner: str | None = None  # the project whose extra or group it is
+    # Locked packages only it would add (any platform, any Python).
+    packages: tuple[str, ...] = ()
+    include: str = ""  # the ftaudit option that audits it too
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -258,6 +289,13 @@ class LockGraph:
     roots: tuple[Edge, ...] | None = None
     direct: frozenset[str] = frozenset()
     index_urls: tuple[str, ...] = ()
+    # What the lock's markers may test: the chosen extras (for uv, its conflict names of
+    # the chosen extras and groups) and dependency groups (PEP 751).
+    extras: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+    selected: tuple[str, ...] = ()  # what is audited, in words ("group dev of app")
+    left_out: tuple[LeftOut, ...] = ()
+    requires_python: str | None = None  # the Pythons the lock was made for
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -298,6 +336,12 @@ class Installed:
 class Source:
     kind: str
     path: str
+    selected: tuple[str, ...] = ()  # a lock's parts audited ("default", "group dev", ...)
+    left_out: tuple[LeftOut, ...] = ()
+    requires_python: str | None = None  # a lock's own Python range
+    # Targets outside that range: the lock pins nothing for them, the index decides.
+    not_covered: tuple[str, ...] = ()
+    project: str | None = None  # the directory import sites are listed from (None: none)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

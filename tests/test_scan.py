@@ -286,7 +286,9 @@ def test_project_directory_scans_its_venv(ft_venv: Path, tmp_path: Path) -> None
         '[project]\nname = "demo"\nversion = "1"\ndependencies = ["ftfix-gil", "ftfix-single"]\n'
     )
     doc = scan_json([str(project), "--offline"], tmp_path)
-    assert doc["sources"] == [{"kind": "environment", "path": str(project / ".venv")}]
+    (source,) = doc["sources"]
+    assert (source["kind"], source["path"]) == ("environment", str(project / ".venv"))
+    assert source["project"] == str(project)  # where import sites are listed from
     pkgs = {p["name"]: p for p in doc["packages"]}
     assert pkgs["ftfix-gil"]["direct"] is True
     assert pkgs["ftfix-ready"]["direct"] is False

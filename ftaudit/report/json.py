@@ -17,6 +17,7 @@ from ftaudit.model import (
     Policy,
     Report,
     ScanStats,
+    Source,
     Verdict,
     worst,
 )
@@ -109,7 +110,7 @@ def report_document(report: Report) -> dict[str, Any]:
         "tool": {"name": "ftaudit", "version": report.tool_version},
         "targets": [t.name for t in report.targets],
         "platforms": list(report.platforms),
-        "sources": [{"kind": s.kind, "path": s.path} for s in report.sources],
+        "sources": [_source(s) for s in report.sources],
         "summary": report.summary(),
         "packages": [_package(p, report) for p in report.packages],
         "notes": list(report.notes),
@@ -130,6 +131,27 @@ def report_document(report: Report) -> dict[str, Any]:
             for v in p.verdicts
             if v.incomplete is not None
         ],
+    }
+
+
+def _source(source: Source) -> dict[str, Any]:
+    return {
+        "kind": source.kind,
+        "path": source.path,
+        "selected": list(source.selected),
+        "left_out": [
+            {
+                "kind": item.kind,
+                "name": item.name,
+                "owner": item.owner,
+                "packages": list(item.packages),
+                "include": item.include,
+            }
+            for item in source.left_out
+        ],
+        "requires_python": source.requires_python,
+        "not_covered": list(source.not_covered),
+        "project": source.project,
     }
 
 

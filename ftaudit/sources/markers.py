@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 
 from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
+from packaging.utils import canonicalize_name
 
 from ftaudit.errors import first_line
 from ftaudit.model import Target
@@ -91,3 +92,46 @@ def extras_named(marker: str | Marker | None) -> list[str]:
     """The extras a marker asks about (`extra == "x"`): for edges of a lock that already
     decided which extras are installed."""
     return _EXTRA.findall(str(marker)) if marker else []
+
+
+_EXTRA_TEST = re.compile(
+    r"""\bextra\s*(==|!=)\s*(["'])([^"']*)\2|(["'])([^"']*)\4\s*(==|!=)\s*extra\b"""
+)
+
+
+def _as_membership(match: re.Match[str]) -> str:
+    op = match[1] or match[6]
+    value = canonicalize_name(match[3] if match[1] else match[5])
+    return f"'{value}' {'in' if op == '==' else 'not in'} extras"
+
+
+@cache
+def _lock_marker(text: str) -> Marker:
+    return Marker(_EXTRA_TEST.sub(_as_membership, text))
+
+
+def lock_holds(
+    marker: str | None,
+    env: Mapping[str, str],
+    extras: Iterable[str] = (),
+    groups: Iterable[str] = (),
+) -> bool:
+    """Whether a lock's marker holds in `env` when exactly `extras` and `groups` are chosen.
+
+    A lock's markers speak of the whole selection at once: uv's conflict markers
+    (``extra == 'extra-7-project-cpu' and extra != 'group-7-project-dev'``) and PEP 751's
+    ``'x' in extras`` are tests on sets, so ``extra == X`` is read as "X is chosen" and
+    ``extra != X`` as "X is not", never as one value of a variable. As `holds`, a marker
+    naming a variable the environment lacks is kept.
+    """
+    if not marker:
+        return True
+    values: dict[str, str | frozenset[str]] = {
+        **env,
+        "extras": frozenset(canonicalize_name(e) for e in extras),
+        "dependency_groups": frozenset(canonicalize_name(g) for g in groups),
+    }
+    try:
+        return _lock_marker(marker).evaluate(values, context="lock_file")
+    except (UndefinedComparison, UndefinedEnvironmentName):
+        return True

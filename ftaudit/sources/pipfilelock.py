@@ -1,5 +1,11 @@
 """Pipfile.lock (pipfile-spec 6): pinned versions, accepted hashes and markers per package,
-in "default" and "develop"; no dependency edges, so who-requires-whom is not known."""
+in categories ("default", "develop" and any custom one); no dependency edges, so
+who-requires-whom is not known.
+
+What is read is what `pipenv install` installs by default: the "default" category. The
+others ("develop": `pipenv install --dev`; a custom one: `--categories NAME`) are listed
+as left out, with the packages only they hold.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,20 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from ftaudit.model import LockedPackage, LockGraph, PinnedFile
+from ftaudit.errors import InputError
+from ftaudit.model import LeftOut, LockedPackage, LockGraph, PinnedFile, Selection
 from ftaudit.sources.lockfile import Entry, checked_marker, checked_url, load_json, parse_hash
 
 SUPPORTED_SPEC = 6
 
 
-def read_pipfile_lock(path: Path) -> LockGraph:
+DEFAULT = "default"
+# Pipfile's table for each category of the lock: its sections besides these are categories.
+_PIPFILE_SECTION = {"default": "packages", "develop": "dev-packages"}
+
+
+def read_pipfile_lock(path: Path, selection: Selection | None = None) -> LockGraph:
+    selection = selection or Selection()
     root = Entry(path, "Pipfile.lock", load_json(path))
     meta = root.child("_meta")
     spec = meta.data.get("pipfile-spec")
@@ -24,13 +37,33 @@ def read_pipfile_lock(path: Path) -> LockGraph:
         for s in meta.entries("sources")
         if s.opt_text("name")
     }
+    categories = [k for k in root.data if k != "_meta"]
+    for name in categories:
+        root.mapping(name)  # each category is a table
+    missing = sorted(set(selection.groups) - {canonicalize_name(c) for c in categories})
+    if missing:
+        raise InputError(
+            f"{path}: no category {', '.join(map(repr, missing))} in the lock (its "
+            f"categories: {', '.join(categories)})"
+        )
+    chosen = [c for c in categories if c == DEFAULT or selection.wants_group(canonicalize_name(c))]
     packages: dict[str, LockedPackage] = {}
-    for section in ("default", "develop"):
+    for section in chosen:
         for name, body in root.mapping(section).items():
             e = Entry(path, f"{section}.{name}", body)
             pkg = _package(name, e, sources)
             packages.setdefault(pkg.name, pkg)
-    direct = _pipfile_names(path.parent / "Pipfile")
+    left_out = tuple(
+        LeftOut(
+            kind="category",
+            name=c,
+            packages=tuple(sorted({canonicalize_name(n) for n in root.mapping(c)} - set(packages))),
+            include=f"--group {c}",
+        )
+        for c in categories
+        if c not in chosen
+    )
+    direct = _pipfile_names(path.parent / "Pipfile", chosen)
     return LockGraph(
         kind="Pipfile.lock",
         path=str(path),
@@ -38,6 +71,8 @@ def read_pipfile_lock(path: Path) -> LockGraph:
         roots=None,
         direct=direct,
         index_urls=tuple(dict.fromkeys(sources.values())),
+        selected=tuple(f"category {c}" for c in chosen),
+        left_out=left_out,
     )
 
 
@@ -63,15 +98,15 @@ def _package(name: str, e: Entry, sources: dict[str, str]) -> LockedPackage:
     )
 
 
-def _pipfile_names(pipfile: Path) -> frozenset[str]:
+def _pipfile_names(pipfile: Path, categories: list[str]) -> frozenset[str]:
     from ftaudit.sources.pyproject import load_toml
 
     if not pipfile.is_file():
         return frozenset()
     data = load_toml(pipfile)
     names: set[str] = set()
-    for section in ("packages", "dev-packages"):
-        body = data.get(section)
+    for category in categories:
+        body = data.get(_PIPFILE_SECTION.get(category, category))
         if isinstance(body, dict):
             names.update(canonicalize_name(n) for n in body)
     return frozenset(names)

@@ -1,5 +1,10 @@
 """pylock.toml (PEP 751), validated with packaging.pylock; each package carries its own
-marker, and its wheels and sdist with URLs and hashes."""
+marker, and its wheels and sdist with URLs and hashes.
+
+Markers are evaluated for the lock's `default-groups` and no extras (what an installer
+installs by default), unless others are chosen; the rest is listed as left out. The
+project itself (a `directory` entry for the lock's own folder) is not a dependency.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,15 @@ from packaging.pylock import Pylock, PylockUnsupportedVersionError, PylockValida
 from packaging.utils import canonicalize_name
 
 from ftaudit.errors import InputError
-from ftaudit.model import Edge, LockedPackage, LockGraph, PinnedFile
+from ftaudit.model import Edge, LeftOut, LockedPackage, LockGraph, PinnedFile, Selection
 from ftaudit.sources.lockfile import filename_of, split_hash, url_problem
 from ftaudit.sources.pyproject import load_toml
 
 
-def read_pylock(path: Path, direct: frozenset[str] = frozenset()) -> LockGraph:
+def read_pylock(
+    path: Path, direct: frozenset[str] = frozenset(), selection: Selection | None = None
+) -> LockGraph:
+    selection = selection or Selection()
     data = load_toml(path)
     try:
         lock = Pylock.from_dict(data)
@@ -23,8 +31,25 @@ def read_pylock(path: Path, direct: frozenset[str] = frozenset()) -> LockGraph:
         raise InputError(f"{path}: {exc}") from None
     except PylockValidationError as exc:
         raise InputError(f"{path}: {exc}") from None
+    extras = [str(canonicalize_name(x)) for x in lock.extras or ()]
+    groups = [str(canonicalize_name(g)) for g in lock.dependency_groups or ()]
+    defaults = {str(canonicalize_name(g)) for g in lock.default_groups or ()}
+    for kind, asked, offered in (
+        ("extra", selection.extras, extras),
+        ("group", selection.groups, groups),
+    ):
+        missing = sorted(set(asked) - set(offered))
+        if missing:
+            raise InputError(
+                f"{path}: no {kind} {', '.join(map(repr, missing))} in the lock (its "
+                f"{kind}s: {', '.join(offered) or 'none'})"
+            )
+    chosen_extras = frozenset(x for x in extras if selection.wants_extra(x))
+    chosen_groups = frozenset(g for g in groups if g in defaults or selection.wants_group(g))
     packages = []
     for i, pkg in enumerate(lock.packages):
+        if pkg.directory is not None and _is_here(path, pkg.directory.path):
+            continue  # the project itself
         files: list[PinnedFile] = []
         for j, w in enumerate(pkg.wheels or ()):
             files.append(_file(path, f"packages[{i}].wheels[{j}]", w.name, w.url, w.hashes, w.size))
@@ -60,6 +85,15 @@ def read_pylock(path: Path, direct: frozenset[str] = frozenset()) -> LockGraph:
                 direct_reference=reference,
             )
         )
+    left_out = [
+        LeftOut(kind="extra", name=x, include=f"--extra {x}")
+        for x in extras
+        if x not in chosen_extras
+    ] + [
+        LeftOut(kind="group", name=g, include=f"--group {g}")
+        for g in groups
+        if g not in chosen_groups
+    ]
     return LockGraph(
         kind="pylock.toml",
         path=str(path),
@@ -67,7 +101,24 @@ def read_pylock(path: Path, direct: frozenset[str] = frozenset()) -> LockGraph:
         roots=None,
         direct=direct,
         index_urls=tuple(dict.fromkeys(p.index for p in packages if p.index)),
+        extras=chosen_extras,
+        groups=chosen_groups,
+        selected=tuple(
+            [f"group {g}" for g in sorted(chosen_groups)]
+            + [f"extra {x}" for x in sorted(chosen_extras)]
+        )
+        or ("default",),
+        left_out=tuple(left_out),
+        requires_python=str(lock.requires_python) if lock.requires_python else None,
     )
+
+
+def _is_here(lock: Path, directory: str) -> bool:
+    """Whether a `directory` entry is the folder the lock is in: the project itself."""
+    try:
+        return (lock.parent / directory).resolve() == lock.parent.resolve()
+    except (OSError, ValueError):
+        return directory in (".", "./", "")
 
 
 def _file(

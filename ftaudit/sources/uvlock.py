@@ -2,17 +2,26 @@
 
 uv writes no per-package "needed when" marker: a package is installed when it can be
 reached from the project through dependency edges whose markers hold. Where uv forked the
-resolution (two versions of one package for different Pythons), each edge names the
-version it means.
+resolution (two versions of one package for different Pythons, or for extras declared as
+conflicting), each edge names the version it means, and its marker tests which extras and
+groups are chosen (``extra == 'extra-3-app-cpu'``: uv's name for app's extra cpu).
+
+What is read is what `uv sync` installs by default: the root project (every member when
+the workspace root is not a project), its default groups (`dev` unless
+``[tool.uv] default-groups`` says otherwise) and no extras; members nothing requires are
+not installed. The rest is listed as left out, with the packages only it would add.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from ftaudit.model import Edge, LockedPackage, LockGraph, PinnedFile
+from ftaudit.errors import InputError
+from ftaudit.model import Edge, LeftOut, LockedPackage, LockGraph, PinnedFile, Selection
 from ftaudit.sources.lockfile import (
     Entry,
     checked_marker,
@@ -21,12 +30,13 @@ from ftaudit.sources.lockfile import (
     parse_hash,
     pinned,
 )
-from ftaudit.sources.pyproject import load_toml
+from ftaudit.sources.pyproject import load_toml, tool_table
 
 SUPPORTED_VERSION = 1
 
 
-def read_uv_lock(path: Path) -> LockGraph:
+def read_uv_lock(path: Path, selection: Selection | None = None) -> LockGraph:
+    selection = selection or Selection()
     root = Entry(path, "uv.lock", load_toml(path))
     version = root.data.get("version")
     if version != SUPPORTED_VERSION:
@@ -34,29 +44,221 @@ def read_uv_lock(path: Path) -> LockGraph:
             f"lock version {version!r} is not supported (this ftaudit reads version "
             f"{SUPPORTED_VERSION}); regenerate it with a current uv or upgrade ftaudit"
         )
-    packages = [_package(e) for e in root.entries("package")]
+    entries = root.entries("package")
+    packages = [_package(e) for e in entries]
     if not packages:
         raise root.error("no [[package]] entries")
     members = {
         canonicalize_name(m) for m in root.child("manifest").array("members") if isinstance(m, str)
     }
-    projects = [p for p in packages if p.is_project or p.name in members]
+    projects = {p.name: p for p in packages if p.is_project or p.name in members}
+    at_root = [
+        p for p, e in zip(packages, entries, strict=True) if p.name in projects and _at_root(e)
+    ]
+    defaults = {
+        p.name: _default_groups(e, p, path.parent)
+        for p, e in zip(packages, entries, strict=True)
+        if p in at_root
+    }
+    tops = at_root
+    if not at_root:
+        # A workspace whose root is no project: `uv sync` there installs every member,
+        # and the root's own dependency groups (the lock's manifest keeps them).
+        manifest = root.child("manifest")
+        groups = manifest.mapping("dependency-groups")
+        virtual = LockedPackage(
+            name="",
+            display_name="the workspace root",
+            version=None,
+            optional=tuple(
+                (
+                    f"group:{canonicalize_name(g)}",
+                    _edges(manifest.entries_in(f"dependency-groups.{g}", v)),
+                )
+                for g, v in groups.items()
+            ),
+            is_project=True,
+        )
+        tops = [*projects.values(), virtual]
+        defaults = {p.name: set() for p in tops}
+        defaults[""] = _default_groups(manifest, virtual, path.parent)
+    chosen = _choose(path, tops, defaults, selection)
+    # An extra of a member asked for by another package's edge (`lib[x]`) is not among
+    # these names: uv declares conflicts between the root's own extras and groups.
+    active = frozenset(_conflict_name(owner, kind, name) for owner, kind, name in chosen)
+    _check_conflicts(root, chosen)
+
     roots: list[Edge] = []
-    for project in projects:
+    left_out: list[tuple[LeftOut, tuple[Edge, ...]]] = []
+    for project in tops:
         roots.extend(project.dependencies)
-        for _extra, edges in project.optional:
-            roots.extend(edges)
-    project_names = {p.name for p in projects}
-    roots = [r for r in roots if r.name not in project_names]
+        for key, edges in project.optional:
+            kind, name = _part(key)
+            if (project.name, kind, name) in chosen:
+                roots.extend(edges)
+            else:
+                option = "--extra" if kind == "extra" else "--group"
+                item = LeftOut(
+                    kind=kind, name=name, owner=project.display_name, include=f"{option} {name}"
+                )
+                left_out.append((item, edges))
+    reached = _names_reached(roots, packages)
+    for name in sorted(set(projects) - reached - {p.name for p in tops}):
+        member = projects[name]
+        left_out.append(
+            (
+                # `uv sync` here does not install it; only its own directory's scan would.
+                LeftOut(kind="member", name=member.display_name),
+                member.dependencies,
+            )
+        )
+    described = [
+        LeftOut(
+            kind=item.kind,
+            name=item.name,
+            owner=item.owner,
+            include=item.include,
+            packages=tuple(sorted(_names_reached(edges, packages) - reached - set(projects))),
+        )
+        for item, edges in left_out
+    ]
     registries = tuple(dict.fromkeys(p.index for p in packages if p.index))
     return LockGraph(
         kind="uv.lock",
         path=str(path),
-        packages=tuple(p for p in packages if p.name not in project_names),
+        packages=tuple(packages),
         roots=tuple(roots),
-        direct=frozenset(r.name for r in roots),
+        direct=frozenset(r.name for r in roots if r.name not in projects),
         index_urls=registries,
+        extras=active,
+        selected=_describe(chosen, tops),
+        left_out=tuple(described),
+        requires_python=root.opt_text("requires-python"),
     )
+
+
+def _at_root(e: Entry) -> bool:
+    source = e.mapping("source")
+    return any(source.get(k) == "." for k in ("virtual", "editable", "directory"))
+
+
+def _part(key: str) -> tuple[str, str]:
+    """("group", name) or ("extra", name) from a project's optional key."""
+    if key.startswith("group:"):
+        return "group", key[len("group:") :]
+    return "extra", key
+
+
+def _default_groups(e: Entry, project: LockedPackage, directory: Path) -> set[str]:
+    """The groups `uv sync` installs for a project: the lock's record of its
+    ``default-groups`` (uv writes it since lock revision 3), else pyproject.toml's, else
+    `dev`."""
+    groups = {_part(k)[1] for k, _edges in project.optional if _part(k)[0] == "group"}
+    declared: object = e.data.get("default-groups")
+    if declared is None:
+        pyproject = directory / "pyproject.toml"
+        if pyproject.is_file():
+            declared = (tool_table(load_toml(pyproject), pyproject, "uv") or {}).get(
+                "default-groups"
+            )
+    if declared == "all":
+        return groups
+    if isinstance(declared, list):
+        return {str(canonicalize_name(g)) for g in declared if isinstance(g, str)} & groups
+    return {"dev"} & groups
+
+
+Chosen = set[tuple[str, str, str]]  # (project, "extra" | "group", name)
+
+
+def _choose(
+    path: Path,
+    tops: list[LockedPackage],
+    defaults: dict[str, set[str]],
+    selection: Selection,
+) -> Chosen:
+    chosen: Chosen = set()
+    offered: dict[str, set[str]] = {"extra": set(), "group": set()}
+    for project in tops:
+        for key, _edges in project.optional:
+            kind, name = _part(key)
+            offered[kind].add(name)
+            wanted = (
+                selection.wants_extra(name)
+                if kind == "extra"
+                else name in defaults[project.name] or selection.wants_group(name)
+            )
+            if wanted:
+                chosen.add((project.name, kind, name))
+    for kind, asked in (("extra", selection.extras), ("group", selection.groups)):
+        missing = sorted(set(asked) - offered[kind])
+        if missing:
+            have = ", ".join(sorted(offered[kind])) or "none"
+            raise InputError(
+                f"{path}: no {kind} {', '.join(map(repr, missing))} in the project "
+                f"(its {kind}s: {have})"
+            )
+    return chosen
+
+
+def _conflict_name(owner: str, kind: str, name: str) -> str:
+    """uv's marker name of a project's extra or group, as its conflict markers test it."""
+    return f"{kind}-{len(owner)}-{owner}-{name}"
+
+
+def _check_conflicts(root: Entry, chosen: Chosen) -> None:
+    """A selection uv would refuse (two parts declared as conflicting) is an error: no
+    installable environment holds both."""
+    for i, group in enumerate(root.array("conflicts")):
+        items = root.entries_in(f"conflicts[{i}]", group)
+        both = []
+        for item in items:
+            owner = canonicalize_name(item.opt_text("package") or "")
+            for kind in ("extra", "group"):
+                name = item.opt_text(kind)
+                if name and (owner, kind, canonicalize_name(name)) in chosen:
+                    both.append(f"{kind} {name!r} of {owner}")
+        if len(both) > 1:
+            raise root.error(
+                f"{' and '.join(both)} are declared as conflicting ([tool.uv] conflicts): "
+                "uv installs at most one of them; choose one"
+            )
+
+
+def _names_reached(edges: Iterable[Edge], packages: list[LockedPackage]) -> set[str]:
+    """Names reachable through edges whatever their markers (any platform, any Python)."""
+    by_name: dict[str, list[LockedPackage]] = {}
+    for pkg in packages:
+        by_name.setdefault(pkg.name, []).append(pkg)
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    names: set[str] = set()
+    queue = deque(edges)
+    while queue:
+        edge = queue.popleft()
+        key = (edge.name, edge.extras)
+        if key in seen:
+            continue
+        seen.add(key)
+        names.add(edge.name)
+        for pkg in by_name.get(edge.name, []):
+            queue.extend(pkg.dependencies)
+            if not pkg.is_project:
+                for extra, optional in pkg.optional:
+                    if extra in edge.extras:
+                        queue.extend(optional)
+    return names
+
+
+def _describe(chosen: Chosen, tops: list[LockedPackage]) -> tuple[str, ...]:
+    out = []
+    for project in tops:
+        parts = [f"project {project.display_name}" if project.name else project.display_name]
+        for kind in ("group", "extra"):
+            names = sorted(n for owner, k, n in chosen if owner == project.name and k == kind)
+            if names:
+                parts.append(f"{kind}s {', '.join(names)}")
+        out.append(" with ".join(parts))
+    return tuple(out)
 
 
 def _edges(entries: list[Entry]) -> tuple[Edge, ...]:
@@ -102,7 +304,7 @@ def _package(e: Entry) -> LockedPackage:
         for extra, v in e.mapping("optional-dependencies").items()
     )
     groups = tuple(
-        (f"group:{group}", _edges(e.entries_in(f"dev-dependencies.{group}", v)))
+        (f"group:{canonicalize_name(group)}", _edges(e.entries_in(f"dev-dependencies.{group}", v)))
         for group, v in e.mapping("dev-dependencies").items()
     )
     specs = _metadata_specifiers(e)
@@ -120,6 +322,9 @@ def _package(e: Entry) -> LockedPackage:
         direct_reference=reference,
         is_project=is_project,
         requires_python=None,
+        fork_markers=tuple(
+            checked_marker(m, e) or "" for m in e.array("resolution-markers") if isinstance(m, str)
+        ),
     )
 
 
