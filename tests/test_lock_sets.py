@@ -309,7 +309,7 @@ def test_an_environment_belongs_to_the_project_around_it(tmp_path: Path) -> None
 
 
 def test_no_project_means_no_import_sites_and_says_so() -> None:
-    from ftaudit.cli import _with_advice
+    from ftaudit.cli_scan import _with_advice
     from ftaudit.model import Dependency, PackageReport, Report, Status, Target, Verdict
 
     target = Target(major=3, minor=13)
