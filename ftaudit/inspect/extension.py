@@ -356,7 +356,9 @@ def _decide(
             if multi
             else _agree(single, Init.SINGLE_PHASE, record, False)
         )
-        if walked.exhausted and found.gil is not Gil.UNKNOWN:
+        if walked.proof is not None and found.gil is not Gil.UNKNOWN:
+            found = replace(found, detail=f"{found.detail}: {walked.proof}")
+        elif walked.exhausted and found.gil is not Gil.UNKNOWN:
             # The verdict rests on the paths walked; say when that was not all of them.
             found = replace(
                 found, detail=f"{found.detail} (the walk's budget ended before every path)"
