@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import capstone
 from capstone import arm64_const as A  # noqa: N812 - capstone's own constants
 
 from ftaudit.inspect.image import HEAP_BLOCK, Image
@@ -40,7 +41,7 @@ from ftaudit.inspect.walk.arm64 import Arm64, _arm64_condition, _arm64_reg
 from ftaudit.inspect.walk.calls import ALLOCATORS, MODELLED
 from ftaudit.inspect.walk.machine import Budget, Event, Machine, State, Walk
 from ftaudit.inspect.walk.memory import BudgetEnded, Memory, Value
-from ftaudit.inspect.walk.x86 import X86, X86Win64, _x86_condition
+from ftaudit.inspect.walk.x86 import _X86_REGS, X86, X86Win64, _x86_condition
 
 SET_GIL = "PyUnstable_Module_SetGIL"
 _NOT_USED = 1  # Py_MOD_GIL_NOT_USED
@@ -190,9 +191,12 @@ class Proof(Machine):
             insn = self._insn = self.decode(state.pc)
             if insn is None:
                 raise _NoProof
+            from_token = self._reads_module(state, insn)
             if not self.step(state, insn, [], Walk()) or state.dead:
                 return
             state.null_test = None
+            if from_token:
+                self._forget_derived(state, insn)
             self._hide_tokens(state)
 
     def _join(self, state: _Path) -> bool:
@@ -232,6 +236,41 @@ class Proof(Machine):
     def _tokenish(self, v: object) -> bool:
         """A module's token, or an address computed from one."""
         return isinstance(v, int) and self.image.ranges.is_heap(v)
+
+    def _registers(self, insn: Any) -> tuple[list[str], list[str]]:
+        """The registers an instruction reads and writes, by the names the walk keeps."""
+        try:
+            read, written = insn.regs_access()
+        except capstone.CsError:  # every operand register, both ways
+            read = written = [op.reg for op in insn.operands if op.type == _REG]
+            read = [*read, *(r for op in insn.operands for r in _memory_registers(op))]
+        return [self._parent(insn, r) for r in read], [self._parent(insn, r) for r in written]
+
+    def _parent(self, insn: Any, reg: int) -> str:
+        raise NotImplementedError
+
+    def _reads_module(self, state: _Path, insn: Any) -> bool:
+        if not self._sites:
+            return False
+        read, _ = self._registers(insn)
+        return any(self._tokenish(state.regs.get(r)) for r in read)
+
+    def _forget_derived(self, state: _Path, insn: Any) -> None:
+        """A number computed from a module's address other than an address inside it
+        (its low bits, a hash) would be the token's made-up value, not the module's: it
+        is unknown."""
+        ops = insn.operands
+        if (
+            insn.mnemonic in ("xor", "sub", "eor")
+            and len({op.reg for op in ops}) == 1
+            and all(op.type == _REG for op in ops)
+        ):
+            return  # `xor ebx, ebx`: zero, whatever the register held
+        _, written = self._registers(insn)
+        for reg in written:
+            value = state.regs.get(reg)
+            if value is not None and not self._tokenish(value):
+                del state.regs[reg]
 
     def _hide_tokens(self, state: _Path) -> None:
         """A comparison involving a module is not decided by its token's made-up value:
@@ -431,12 +470,32 @@ def prove(image: Image, entry: int, budget: Budget) -> Walk | None:
     return cls(image, budget=budget).run_proof(entry)
 
 
+def _memory_registers(op: Any) -> list[int]:
+    mem = getattr(op, "mem", None)
+    if mem is None or op.type not in (_X86_MEM, _ARM64_MEM):
+        return []
+    return [r for r in (mem.base, mem.index) if r]
+
+
+_REG = capstone.CS_OP_REG
+_X86_MEM = capstone.x86.X86_OP_MEM
+_ARM64_MEM = A.ARM64_OP_MEM
+
+
 class _ProofX86(Proof, X86):
+    def _parent(self, insn: Any, reg: int) -> str:
+        name = insn.reg_name(reg)
+        return str(_X86_REGS.get(name, (name, 64))[0])
+
     def _condition(self, insn: Any, flags: Flags) -> bool | None:
         return _x86_condition(insn.id, flags)
 
 
 class _ProofWin64(Proof, X86Win64):
+    def _parent(self, insn: Any, reg: int) -> str:
+        name = insn.reg_name(reg)
+        return str(_X86_REGS.get(name, (name, 64))[0])
+
     def _condition(self, insn: Any, flags: Flags) -> bool | None:
         return _x86_condition(insn.id, flags)
 
@@ -446,6 +505,9 @@ _REGISTER_BRANCHES = (A.ARM64_INS_CBZ, A.ARM64_INS_CBNZ, A.ARM64_INS_TBZ, A.ARM6
 
 class _ProofArm64(Proof, Arm64):
     extra_clobbered = tuple(f"v{i}" for i in range(8, 16))
+
+    def _parent(self, insn: Any, reg: int) -> str:
+        return _arm64_reg(insn.reg_name(reg))[0]
 
     def _condition(self, insn: Any, flags: Flags) -> bool | None:
         return _arm64_condition(insn.cc, flags)
