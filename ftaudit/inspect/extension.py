@@ -38,6 +38,7 @@ _RUNTIME = frozenset({"abort", "free", "malloc", "calloc", "realloc", "memcpy", 
 _TAG_IN_NAME = re.compile(r"\.cpython-(\d+)(t?)[-.]|\.cp(\d+)(t?)-|\.abi3(t?)\.")
 
 Loader = Callable[[bytes], Image]
+NO_INIT_EXPORT = "no PyInit_ or PyModExport_ export"
 # CPU time (of the thread) the walks of one binary's slices may take together; each
 # export's walk has its own budget too (walk.WALK_CPU_SECONDS).
 FILE_CPU_SECONDS = 12.0
@@ -134,7 +135,7 @@ def judge(
     short = module.rsplit(".", 1)[-1]
     entry_name, kind = _find_export(image, short)
     if entry_name is None:
-        return Library(path=path, why="no PyInit_ or PyModExport_ export")
+        return Library(path=path, why=NO_INIT_EXPORT)
     declared = entry_name.split("_", 1)[1]
     if declared != short:  # the one init export names the module, not the file name
         module = ".".join([*module.split(".")[:-1], declared])
