@@ -79,6 +79,7 @@ class Archive:
         self._duplicates = {n for n, c in counts.items() if c > 1}
         offsets = Counter(info.header_offset for info in self.infos)
         self._shared = {o for o, c in offsets.items() if c > 1}
+        self._verified: set[int] = set()  # members `find` read through: size and CRC hold
         # Where each member's data must end: the next local header or the directory.
         starts = sorted(offsets)
         directory = min(int(getattr(self._zf, "start_dir", self.size)), self.size)
@@ -104,7 +105,16 @@ class Archive:
             raw = self._raw(info)
         except OSError as exc:
             raise MemberError(f"cannot read the member ({exc.strerror or exc})") from exc
-        data = _inflate(method, raw, info.file_size)
+        if method == "deflate" and info.header_offset in self._verified:
+            # `find` inflated it whole once, so its size is known to be the directory's:
+            # inflated into one buffer of that size, it is never held twice.
+            try:
+                data = zlib.decompress(raw, -15, max(info.file_size, 1))
+            except _DATA_ERRORS as exc:
+                raise MemberError(f"corrupt member (deflate: {_describe(exc)})") from exc
+        else:
+            data = _inflate(method, raw, info.file_size)
+        del raw
         if len(data) != info.file_size:
             raise MemberError("member size does not match the zip directory")
         if zlib.crc32(data) != info.CRC:
@@ -144,6 +154,7 @@ class Archive:
             raise MemberError("member size does not match the zip directory")
         if search.crc != info.CRC:
             raise MemberError("corrupt member (CRC mismatch)")
+        self._verified.add(info.header_offset)
         return search.found, search.head
 
     def _check(self, info: zipfile.ZipInfo, cap: int) -> str:

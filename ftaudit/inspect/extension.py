@@ -12,7 +12,7 @@ from dataclasses import replace
 from ftaudit.errors import BinaryFormatError
 from ftaudit.inspect import slots, walk
 from ftaudit.inspect.elf import load_elf
-from ftaudit.inspect.image import Image
+from ftaudit.inspect.image import Image, find_bytes
 from ftaudit.inspect.macho import load_macho
 from ftaudit.inspect.pe import load_pe
 from ftaudit.inspect.walk import CpuPool
@@ -456,11 +456,11 @@ def _judge_by_data(image: Image, module: str, ft: bool | None, record: Record) -
     for seg in image.segments:
         for name in names:
             needle = name.encode() + b"\0"
-            at = seg.data.find(needle)
+            at = find_bytes(seg.data, needle)
             while at >= 0:
                 if at == 0 or seg.data[at - 1] == 0:
                     strings.add(seg.vaddr + at)
-                at = seg.data.find(needle, at + 1)
+                at = find_bytes(seg.data, needle, at + 1)
     p = image.pointer_size
     findings: dict[Gil, str] = {}
     options = slots.layouts(p)
@@ -498,7 +498,8 @@ def _pointers_to(image: Image, targets: set[int]) -> list[int]:
         if seg.executable:
             continue
         usable = len(seg.data) - len(seg.data) % p
-        words = array(code, seg.data[:usable])
+        words = array(code)
+        words.frombytes(seg.data[:usable])
         if image.little_endian != (sys.byteorder == "little"):
             words.byteswap()
         found.update(seg.vaddr + i * p for i, word in enumerate(words) if word in targets)
