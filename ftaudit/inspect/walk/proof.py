@@ -451,8 +451,8 @@ _PLAIN = frozenset({"strlen", "strcmp", "strncmp", "memcmp", "getenv"})
 def _keeps_declaration(name: str) -> bool:
     """Imports that cannot call the setter on the module: the rest of the C API (which
     never does), and C library functions that call no code back."""
-    if name in _CREATORS or name == SET_GIL:
-        return False
+    if name in _CREATORS or name == SET_GIL or name.startswith(("PyInit_", "PyModExport_")):
+        return False  # another module's init, which may be handed this one
     return (
         name.startswith(("Py", "_Py")) or name in MODELLED or name in ALLOCATORS or name in _PLAIN
     )
