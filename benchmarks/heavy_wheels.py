@@ -4,8 +4,9 @@
 
 Each wheel is downloaded once into --work (default benchmarks/.work/heavy, not committed)
 with `pip download --no-deps --only-binary :all: --platform ... --python-version 3.13
---abi cp313t`, then read by `ftaudit inspect` in a child process of its own, whose peak
-resident memory and CPU time come from the kernel (os.wait4). `--scan PROJECT` also
+--abi cp313t` (abi3 for a project with no other build), then read by `ftaudit inspect`
+in a child process of its own, whose peak resident memory and CPU time come from the
+kernel (os.wait4). `--scan PROJECT` also
 measures `ftaudit scan PROJECT --platform all` (the project needs its environment: see
 the README's "Two commands").
 
@@ -38,21 +39,37 @@ class Wheel:
     requirement: str
     platforms: tuple[str, ...]
     twin: str | None = None  # the label of the Linux wheel it is compared with
+    abi: str = "cp313t"
 
 
+MACOS_ARM64 = ("macosx_14_0_arm64", "macosx_11_0_arm64")
 WHEELS = (
     Wheel("numpy linux", "numpy==2.3.0", LINUX_ALL),
-    Wheel("numpy macos-arm64", "numpy==2.3.0", ("macosx_14_0_arm64",), twin="numpy linux"),
-    # Rust (PyO3); no cp313t universal2 build of a Rust project is on the index, so its
-    # arm64 one stands for macOS.
+    Wheel("numpy macos-arm64", "numpy==2.3.0", MACOS_ARM64, twin="numpy linux"),
+    Wheel("numpy macos-x86_64", "numpy==2.3.0", ("macosx_14_0_x86_64",), twin="numpy linux"),
+    # Rust (PyO3); the index holds no cp313t universal2 wheel of a Rust project, so
+    # pydantic-core's arm64 one and cryptography's abi3 universal2 one (both slices read,
+    # as for any universal2 wheel) stand for macOS.
     Wheel("pydantic-core linux", "pydantic-core==2.41.4", LINUX_ALL),
     Wheel(
         "pydantic-core macos-arm64",
         "pydantic-core==2.41.4",
-        ("macosx_11_0_arm64",),
+        MACOS_ARM64,
         twin="pydantic-core linux",
     ),
+    Wheel("cryptography linux", "cryptography==48.0.1", LINUX_ALL, abi="abi3"),
+    Wheel(
+        "cryptography macos-universal2",
+        "cryptography==48.0.1",
+        ("macosx_10_9_universal2",),
+        twin="cryptography linux",
+        abi="abi3",
+    ),
     Wheel("jaxlib linux", "jaxlib==0.10.2", LINUX_ALL),
+    Wheel("pyarrow linux", "pyarrow==24.0.0", LINUX_ALL),
+    # Over 190 MiB, its extension module alone 500 MB; abi3, read like any other.
+    Wheel("triton linux", "triton==3.9.0", LINUX_ALL, abi="abi3"),
+    Wheel("torch linux", "torch==2.12.0", LINUX_ALL),
 )
 
 
@@ -67,7 +84,7 @@ class Measure:
 def download(wheel: Wheel, work: Path) -> Path:
     name = wheel.requirement.split("==")[0].replace("-", "_")
     version = wheel.requirement.split("==")[1]
-    found = _find(work, name, version, wheel.platforms)
+    found = _find(work, name, version, wheel.platforms, wheel.abi)
     if found is not None:
         return found
     platforms = [arg for p in wheel.platforms for arg in ("--platform", p)]
@@ -85,21 +102,21 @@ def download(wheel: Wheel, work: Path) -> Path:
             "--python-version",
             "3.13",
             "--abi",
-            "cp313t",
+            wheel.abi,
             "-d",
             str(work),
             wheel.requirement,
         ],
         check=True,
     )
-    found = _find(work, name, version, wheel.platforms)
+    found = _find(work, name, version, wheel.platforms, wheel.abi)
     if found is None:
         raise SystemExit(f"heavy_wheels: pip downloaded no {wheel.label} wheel")
     return found
 
 
-def _find(work: Path, name: str, version: str, platforms: tuple[str, ...]) -> Path | None:
-    for path in sorted(work.glob(f"{name}-{version}-*cp313t*.whl")):
+def _find(work: Path, name: str, version: str, platforms: tuple[str, ...], abi: str) -> Path | None:
+    for path in sorted(work.glob(f"{name}-{version}-*{abi}*.whl")):
         if any(p in path.name for p in platforms):
             return path
     return None

@@ -29,6 +29,7 @@ MAX_RATIO = 200  # uncompressed/compressed beyond this (for large members) is a 
 MAX_MEMBERS = 200_000
 MAX_DIRECTORY_BYTES = 64 * 1024 * 1024  # a central directory this large lists too many
 _CHUNK = 64 * 1024
+_STREAM_CHUNK = 4 * 1024 * 1024  # bytes `find` holds at a time, in and out
 _LOCAL = struct.Struct("<4s5H3I2H")  # local file header, 30 bytes
 _LOCAL_MAGIC = b"PK\x03\x04"
 _METHODS = {0: "stored", 8: "deflate", 12: "bzip2", 14: "LZMA"}
@@ -83,6 +84,7 @@ class Archive:
         self._duplicates = {n for n, c in counts.items() if c > 1}
         offsets = Counter(info.header_offset for info in self.infos)
         self._shared = {o for o, c in offsets.items() if c > 1}
+        self._verified: set[int] = set()  # members `find` read through: size and CRC hold
         # Where each member's data must end: the next local header or the directory.
         starts = sorted(offsets)
         directory = min(int(getattr(self._zf, "start_dir", self.size)), self.size)
@@ -103,6 +105,65 @@ class Archive:
 
     def read(self, info: zipfile.ZipInfo, cap: int = MAX_MEMBER_BYTES) -> bytes:
         """The member's bytes; MemberError saying why when they cannot be trusted."""
+        method = self._check(info, cap)
+        try:
+            raw = self._raw(info)
+        except OSError as exc:
+            raise MemberError(f"cannot read the member ({exc.strerror or exc})") from exc
+        if method == "deflate" and info.header_offset in self._verified:
+            # `find` inflated it whole once, so its size is known to be the directory's:
+            # inflated into one buffer of that size, it is never held twice.
+            try:
+                data = zlib.decompress(raw, -15, max(info.file_size, 1))
+            except _DATA_ERRORS as exc:
+                raise MemberError(f"corrupt member (deflate: {_describe(exc)})") from exc
+        else:
+            data = _inflate(method, raw, info.file_size)
+        del raw
+        if len(data) != info.file_size:
+            raise MemberError("member size does not match the zip directory")
+        if zlib.crc32(data) != info.CRC:
+            raise MemberError("corrupt member (CRC mismatch)")
+        return data
+
+    def find(self, info: zipfile.ZipInfo, needles: tuple[bytes, ...]) -> tuple[bool, bytes] | None:
+        """Whether any of `needles` occurs in the member, and its first bytes, read chunk
+        by chunk so that a member of hundreds of megabytes is never held whole (with the
+        same checks as `read`, CRC included). None for a method it cannot stream."""
+        method = self._check(info, MAX_MEMBER_BYTES)
+        if method not in ("stored", "deflate"):
+            return None
+        try:
+            start = self._data_start(info)
+        except OSError as exc:
+            raise MemberError(f"cannot read the member ({exc.strerror or exc})") from exc
+        inflater = zlib.decompressobj(-15) if method == "deflate" else None
+        search = _Search(needles, info.file_size)
+        left = info.compress_size
+        self._fh.seek(start)
+        while left or (inflater is not None and inflater.unconsumed_tail):
+            if inflater is not None and inflater.unconsumed_tail:
+                raw = inflater.unconsumed_tail
+            else:
+                raw = self._fh.read(min(_STREAM_CHUNK, left))
+                if not raw:
+                    raise MemberError("member data lies past the end of the archive")
+                left -= len(raw)
+            try:
+                search.feed(inflater.decompress(raw, _STREAM_CHUNK) if inflater else raw)
+            except _DATA_ERRORS as exc:
+                raise MemberError(f"corrupt member ({method}: {_describe(exc)})") from exc
+        if inflater is not None:
+            search.feed(inflater.flush())
+        if search.size != info.file_size:
+            raise MemberError("member size does not match the zip directory")
+        if search.crc != info.CRC:
+            raise MemberError("corrupt member (CRC mismatch)")
+        self._verified.add(info.header_offset)
+        return search.found, search.head
+
+    def _check(self, info: zipfile.ZipInfo, cap: int) -> str:
+        """The member's compression method, once its directory entry is believable."""
         if info.filename in self._duplicates:
             raise MemberError("the archive holds two members of this name")
         if info.header_offset in self._shared:
@@ -118,20 +179,21 @@ class Archive:
             info.compress_size, 1
         ):
             raise MemberError("member compresses more than any real binary: refusing a zip bomb")
-        try:
-            raw = self._raw(info)
-        except OSError as exc:
-            raise MemberError(f"cannot read the member ({exc.strerror or exc})") from exc
-        data = _inflate(method, raw, info.file_size)
-        if len(data) != info.file_size:
-            raise MemberError("member size does not match the zip directory")
-        if zlib.crc32(data) != info.CRC:
-            raise MemberError("corrupt member (CRC mismatch)")
-        return data
+        return method
 
     def _raw(self, info: zipfile.ZipInfo) -> bytes:
         """The member's compressed bytes, after a local header that agrees with the
         directory, ending before the next member begins."""
+        start = self._data_start(info)
+        self._fh.seek(start)
+        raw = self._fh.read(info.compress_size)
+        if len(raw) != info.compress_size:
+            raise MemberError("member data lies past the end of the archive")
+        return raw
+
+    def _data_start(self, info: zipfile.ZipInfo) -> int:
+        """Where the member's compressed bytes start, once its local header agrees with
+        the directory and its data ends before the next member begins."""
         if not 0 <= info.header_offset < self.size:
             raise MemberError("local header lies outside the archive")
         self._fh.seek(info.header_offset)
@@ -144,15 +206,32 @@ class Archive:
         name = self._fh.read(name_len)
         if name != _encoded_name(info):
             raise MemberError("local header names another file than the zip directory")
-        start = info.header_offset + _LOCAL.size + name_len + extra_len
+        start: int = info.header_offset + _LOCAL.size + name_len + extra_len
         end = start + info.compress_size
         if end > self._limit.get(info.header_offset, self.size):
             raise MemberError("member data overlaps another member or the zip directory")
-        self._fh.seek(start)
-        raw = self._fh.read(info.compress_size)
-        if len(raw) != info.compress_size:
-            raise MemberError("member data lies past the end of the archive")
-        return raw
+        return start
+
+
+class _Search:
+    """Needles looked for in bytes that arrive in chunks, which a needle may straddle."""
+
+    def __init__(self, needles: tuple[bytes, ...], cap: int) -> None:
+        self.needles, self.cap = needles, cap
+        self._keep = max(len(n) for n in needles) - 1
+        self.found, self.head, self.crc, self.size = False, b"", 0, 0
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.cap:
+            raise MemberError("member size does not match the zip directory")
+        self.crc = zlib.crc32(chunk, self.crc)
+        if len(self.head) < 4:
+            self.head = (self.head + chunk)[:4]
+        window = self._tail + chunk
+        self.found = self.found or any(n in window for n in self.needles)
+        self._tail = window[-self._keep :] if self._keep else b""
 
 
 def _encoded_name(info: zipfile.ZipInfo) -> bytes:

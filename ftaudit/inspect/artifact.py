@@ -16,7 +16,7 @@ import threading
 import zipfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,6 +25,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from ftaudit.errors import BinaryFormatError, InputError
 from ftaudit.inspect.archive import MAX_MEMBER_BYTES, Archive
 from ftaudit.inspect.extension import (
+    NO_INIT_EXPORT,
     binary_format,
     inspect_binary,
     judge_handed_over,
@@ -32,13 +33,33 @@ from ftaudit.inspect.extension import (
 )
 from ftaudit.inspect.image import Image
 from ftaudit.inspect.walk import CpuPool
-from ftaudit.model import ArtifactFacts, Extension, Library
+from ftaudit.model import ArtifactFacts, BinaryFormat, Extension, Library
 
 MAX_TEXT_BYTES = 16 * 1024 * 1024  # METADATA, WHEEL
 # .dll: the libraries a Windows wheel bundles (delvewheel puts them in <name>.libs/)
 BINARY_SUFFIXES = (".so", ".pyd", ".dylib", ".dll")
 
 Reader = Callable[[], bytes]
+# Whether any of the byte strings occurs in a member, and its first bytes, read chunk by
+# chunk; None when it cannot be streamed (the member is then read whole).
+Finder = Callable[[tuple[bytes, ...]], "tuple[bool, bytes] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A binary of an artifact: read whole, or searched without being held whole."""
+
+    path: str
+    read: Reader
+    size: int = 0  # as its directory or the file system says: 0 when not known
+    find: Finder | None = None
+
+
+# Members larger than this are first searched for the names an extension module must
+# export, so that a library of hundreds of megabytes (torch's libtorch_cuda.so) is
+# judged without being held in memory whole.
+SEARCH_FIRST_BYTES = 32 * 1024 * 1024
+_EXPORT_NAMES = (b"PyInit_", b"PyModExport_")
 # What reading a member can raise: it is then unreadable, not a crash.
 _READ_ERRORS = (OSError, zipfile.BadZipFile, EOFError, InputError)
 
@@ -90,15 +111,25 @@ def _gil_disabled() -> bool:
     return is_enabled is not None and not is_enabled()
 
 
-def _judge_member(
-    path: str, read: Reader, pool: CpuPool
-) -> Extension | Library | tuple[str, str] | None:
+def _judge_member(member: Member, pool: CpuPool) -> Extension | Library | tuple[str, str] | None:
     """One member: its record, (path, reason) when unreadable, None when not a binary."""
+    path = member.path
     why = library_by_name(path)
     if why is not None:
         return Library(path=path, why=f"{why} (not read)")
     try:
-        data = read()
+        if member.find is not None and member.size > SEARCH_FIRST_BYTES and not is_dll(path):
+            searched = member.find(_EXPORT_NAMES)
+            if searched is not None:
+                named, head = searched
+                fmt = binary_format(head)
+                if fmt is None:
+                    return None
+                # An ELF or PE file keeps each exported name whole in its string table
+                # (a Mach-O export trie may split one between its edges).
+                if not named and fmt in (BinaryFormat.ELF, BinaryFormat.PE):
+                    return Library(path=path, why=NO_INIT_EXPORT)
+        data = member.read()
     except _READ_ERRORS as exc:
         return (path, f"cannot read: {exc}")
     if binary_format(data[:4]) is None:
@@ -115,7 +146,7 @@ def _judge_member(
 
 def inspect_members(
     artifact: str,
-    members: Iterable[tuple[str, Reader]],
+    members: Iterable[Member],
     *,
     tags: tuple[str, ...] = (),
     classifiers: tuple[str, ...] = (),
@@ -130,9 +161,9 @@ def inspect_members(
         # Binaries are independent: on a free-threaded interpreter read them in parallel.
         # (Under the GIL threads would only add overhead.)
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            found = list(pool.map(lambda item: _judge_member(item[0], item[1], cpu), items))
+            found = list(pool.map(lambda member: _judge_member(member, cpu), items))
     else:
-        found = [_judge_member(path, read, cpu) for path, read in items]
+        found = [_judge_member(member, cpu) for member in items]
     extensions = [f for f in found if isinstance(f, Extension)]
     libraries = [f for f in found if isinstance(f, Library)]
     if any(e.handed_to for e in extensions):
@@ -149,22 +180,26 @@ def inspect_members(
     )
 
 
-def _follow_hand_overs(
-    extensions: list[Extension], items: list[tuple[str, Reader]]
-) -> list[Extension]:
+def _follow_hand_overs(extensions: list[Extension], items: list[Member]) -> list[Extension]:
     """Modules whose init jumps into a library beside them: judge the code there.
 
-    Each library is read once (only those whose bytes name a wanted symbol), and only
-    its exports decide where a symbol lives.
+    Only the libraries whose bytes name a wanted symbol are read whole (the others are
+    searched chunk by chunk when they can be), and only their exports decide where a
+    symbol lives.
     """
     wanted = {s for e in extensions for s in e.handed_to}
+    names = tuple(s.encode() + b"\0" for s in sorted(wanted))
     images: dict[str, tuple[Image, str]] = {}  # symbol -> (image exporting it, its path)
-    for path, read in items:
+    for member in items:
+        path = member.path
         try:
-            data = read()
+            searched = member.find(names) if member.find is not None else None
+            if searched is not None and not searched[0]:
+                continue
+            data = member.read()
         except _READ_ERRORS:
             continue
-        if not any(s.encode() + b"\0" in data for s in wanted):
+        if not any(name in data for name in names):
             continue
         try:
             image = load_image(data)
@@ -247,7 +282,12 @@ def inspect_wheel(
                     ]
         lock = threading.Lock()
         members = [
-            (info.filename, _reader(archive, info, lock))
+            Member(
+                info.filename,
+                _reader(archive, info, lock),
+                info.file_size,
+                _finder(archive, info, lock),
+            )
             for info in infos
             if not info.filename.endswith("/") and is_binary_candidate(info.filename)
         ]
@@ -310,12 +350,20 @@ def _reader(archive: Archive, info: zipfile.ZipInfo, lock: threading.Lock) -> Re
     return read
 
 
+def _finder(archive: Archive, info: zipfile.ZipInfo, lock: threading.Lock) -> Finder:
+    def find(needles: tuple[bytes, ...]) -> tuple[bool, bytes] | None:
+        with lock:
+            return archive.find(info, needles)
+
+    return find
+
+
 def inspect_file(path: Path) -> ArtifactFacts:
     """One binary on its own (an .so, .pyd or .dylib)."""
     data = _read_file(path, str(path))
     if binary_format(data[:4]) is None:
         raise InputError(f"{path}: not an ELF, Mach-O or PE binary, nor a wheel")
-    return inspect_members(path.name, [(path.name, lambda: data)])
+    return inspect_members(path.name, [Member(path.name, lambda: data)])
 
 
 def looks_like_wheel(path: Path) -> bool:
@@ -363,14 +411,49 @@ def inspect_installed(
 ) -> ArtifactFacts:
     """An installed distribution: the binaries its RECORD lists, relative to `root`."""
     files = list(files)
-    members = [(rel, _file_reader(root / rel)) for rel in files if is_binary_candidate(rel)]
+    members = [_file_member(root, rel) for rel in files if is_binary_candidate(rel)]
     return inspect_members(
         artifact, members, tags=tags, classifiers=classifiers, import_names=top_level_names(files)
     )
 
 
-def _file_reader(path: Path) -> Reader:
+def _file_member(root: Path, rel: str) -> Member:
+    path = root / rel
+
     def read() -> bytes:
         return _read_file(path, path.name)
 
-    return read
+    def find(needles: tuple[bytes, ...]) -> tuple[bool, bytes] | None:
+        return _search_file(path, path.name, needles)
+
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0  # read() says why
+    return Member(rel, read, size, find)
+
+
+def _search_file(path: Path, name: str, needles: tuple[bytes, ...]) -> tuple[bool, bytes] | None:
+    """`Archive.find` for a file on disk (a regular one, no larger than `_read_file` reads)."""
+    keep = max(len(n) for n in needles) - 1
+    found, head, tail, total = False, b"", b"", 0
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MEMBER_BYTES:
+                return None  # read() says why
+            while chunk := fh.read(_SEARCH_CHUNK):
+                total += len(chunk)
+                if total > MAX_MEMBER_BYTES:
+                    return None
+                head = head or chunk[:4]
+                window = tail + chunk
+                found = found or any(n in window for n in needles)
+                tail = window[-keep:] if keep else b""
+    except OSError as exc:
+        raise InputError(f"{name}: {exc.strerror or exc}") from exc
+    return found, head
+
+
+_SEARCH_CHUNK = 4 * 1024 * 1024

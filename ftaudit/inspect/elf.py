@@ -82,6 +82,7 @@ def load_elf(data: bytes) -> Image:
 
 def _load(data: bytes) -> Image:
     elf = ELFFile(io.BytesIO(data))
+    view = memoryview(data)
     machine = elf["e_machine"]
     arch = _ARCH.get(machine)
     if arch is None:
@@ -104,7 +105,7 @@ def _load(data: bytes) -> Image:
                 Segment(
                     vaddr=seg["p_vaddr"],
                     memsz=seg["p_memsz"],
-                    data=data[seg["p_offset"] : seg["p_offset"] + seg["p_filesz"]],
+                    data=view[seg["p_offset"] : seg["p_offset"] + seg["p_filesz"]],
                     executable=bool(seg["p_flags"] & 1),
                     writable=bool(seg["p_flags"] & 2),
                 )
@@ -161,7 +162,7 @@ def _table(image: Image, addr: int | None, size: int | None) -> bytes:
     if seg is None or size < 0:
         raise BinaryFormatError(f"dynamic table at {addr:#x} lies outside the image")
     start = addr - seg.vaddr
-    return seg.data[start : start + min(size, seg.memsz - start)]
+    return bytes(seg.data[start : start + min(size, seg.memsz - start)])
 
 
 def _check_layout(segments: list[Segment]) -> None:

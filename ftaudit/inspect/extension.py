@@ -12,7 +12,7 @@ from dataclasses import replace
 from ftaudit.errors import BinaryFormatError
 from ftaudit.inspect import slots, walk
 from ftaudit.inspect.elf import load_elf
-from ftaudit.inspect.image import Image
+from ftaudit.inspect.image import Image, find_bytes
 from ftaudit.inspect.macho import load_macho
 from ftaudit.inspect.pe import load_pe
 from ftaudit.inspect.walk import CpuPool
@@ -38,6 +38,7 @@ _RUNTIME = frozenset({"abort", "free", "malloc", "calloc", "realloc", "memcpy", 
 _TAG_IN_NAME = re.compile(r"\.cpython-(\d+)(t?)[-.]|\.cp(\d+)(t?)-|\.abi3(t?)\.")
 
 Loader = Callable[[bytes], Image]
+NO_INIT_EXPORT = "no PyInit_ or PyModExport_ export"
 # CPU time (of the thread) the walks of one binary's slices may take together; each
 # export's walk has its own budget too (walk.WALK_CPU_SECONDS).
 FILE_CPU_SECONDS = 12.0
@@ -134,7 +135,7 @@ def judge(
     short = module.rsplit(".", 1)[-1]
     entry_name, kind = _find_export(image, short)
     if entry_name is None:
-        return Library(path=path, why="no PyInit_ or PyModExport_ export")
+        return Library(path=path, why=NO_INIT_EXPORT)
     declared = entry_name.split("_", 1)[1]
     if declared != short:  # the one init export names the module, not the file name
         module = ".".join([*module.split(".")[:-1], declared])
@@ -356,7 +357,9 @@ def _decide(
             if multi
             else _agree(single, Init.SINGLE_PHASE, record, False)
         )
-        if walked.exhausted and found.gil is not Gil.UNKNOWN:
+        if walked.proof is not None and found.gil is not Gil.UNKNOWN:
+            found = replace(found, detail=f"{found.detail}: {walked.proof}")
+        elif walked.exhausted and found.gil is not Gil.UNKNOWN:
             # The verdict rests on the paths walked; say when that was not all of them.
             found = replace(
                 found, detail=f"{found.detail} (the walk's budget ended before every path)"
@@ -453,11 +456,11 @@ def _judge_by_data(image: Image, module: str, ft: bool | None, record: Record) -
     for seg in image.segments:
         for name in names:
             needle = name.encode() + b"\0"
-            at = seg.data.find(needle)
+            at = find_bytes(seg.data, needle)
             while at >= 0:
                 if at == 0 or seg.data[at - 1] == 0:
                     strings.add(seg.vaddr + at)
-                at = seg.data.find(needle, at + 1)
+                at = find_bytes(seg.data, needle, at + 1)
     p = image.pointer_size
     findings: dict[Gil, str] = {}
     options = slots.layouts(p)
@@ -495,7 +498,8 @@ def _pointers_to(image: Image, targets: set[int]) -> list[int]:
         if seg.executable:
             continue
         usable = len(seg.data) - len(seg.data) % p
-        words = array(code, seg.data[:usable])
+        words = array(code)
+        words.frombytes(seg.data[:usable])
         if image.little_endian != (sys.byteorder == "little"):
             words.byteswap()
         found.update(seg.vaddr + i * p for i, word in enumerate(words) if word in targets)

@@ -11,6 +11,7 @@ PyModuleDef_Init" is just a number that the interpreter can recognise at a call.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,11 +58,21 @@ class Ranges:
         return addr >= self.heap
 
 
+def find_bytes(data: bytes | memoryview, needle: bytes, start: int = 0) -> int:
+    """`bytes.find` for a segment's bytes, a view included (searched without a copy)."""
+    if isinstance(data, bytes):
+        return data.find(needle, start)
+    found = re.compile(re.escape(needle)).search(data, start)
+    return -1 if found is None else found.start()
+
+
 @dataclass(frozen=True, slots=True)
 class Segment:
     vaddr: int
     memsz: int
-    data: bytes  # file contents; memory past len(data) reads as zero (.bss)
+    # File contents; memory past len(data) reads as zero (.bss). An ELF segment is a view
+    # of the file's bytes, which are not copied (a library of 500 MB is held once).
+    data: bytes | memoryview
     executable: bool
     name: str = ""
     writable: bool = True
@@ -143,7 +154,7 @@ class Image:
         if seg is None or addr + size > seg.vaddr + seg.memsz:
             return None
         start = addr - seg.vaddr
-        chunk = seg.data[start : start + size]
+        chunk = bytes(seg.data[start : start + size])
         if len(chunk) < size:  # the tail lies in .bss
             chunk = chunk + bytes(size - len(chunk))
         return chunk
@@ -222,4 +233,4 @@ class Image:
         return f"{addr:#x}"
 
     def contains_bytes(self, needle: bytes) -> bool:
-        return any(needle in seg.data for seg in self.segments)
+        return any(find_bytes(seg.data, needle) >= 0 for seg in self.segments)

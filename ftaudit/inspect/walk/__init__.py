@@ -18,6 +18,7 @@ turns missing evidence into `unknown`, never into a declaration.
 from __future__ import annotations
 
 from ftaudit.inspect.image import Image
+from ftaudit.inspect.walk import proof
 from ftaudit.inspect.walk.arm64 import Arm64
 from ftaudit.inspect.walk.calls import RECORDED
 from ftaudit.inspect.walk.machine import (
@@ -33,6 +34,8 @@ from ftaudit.inspect.walk.machine import (
 )
 from ftaudit.inspect.walk.memory import Memory, Partial, TrustedView, Value
 from ftaudit.inspect.walk.x86 import X86, X86_32, X86Win64
+
+SET_GIL = proof.SET_GIL
 
 __all__ = [
     "MAX_STEPS",
@@ -68,13 +71,17 @@ def walk(
     that finds none either, a third counts a call through a pointer as one that may
     declare: PyO3 reaches its module's creation only through the vtable of a closure that
     a once-cell runs, inside a make_module the first walk stepped over. Each walk is
-    sound on its own; the first that reaches a declaration is the one reported."""
+    sound on its own; the first that reaches a declaration is the one reported. When none
+    does, walk/proof.py may still prove from the init function alone that a call to
+    PyUnstable_Module_SetGIL(module, Py_MOD_GIL_NOT_USED) has the last word."""
     budget = Budget(deadline, deadline_reason, pool)
     first = _machine(image, REACH_BUDGET, eager=False, budget=budget)
     found = first.run(entry)
-    if found.declared_at is not None or found.final:
+    if found.declared_at is not None:
         return found
     for reach, eager in ((WIDE_REACH_BUDGET, False), (REACH_BUDGET, True)):
+        if found.final:
+            break
         machine = _machine(image, reach, eager=eager, budget=budget)
         machine.share_decoding(first)
         again = machine.run(entry)
@@ -84,7 +91,12 @@ def walk(
             # Only this run's events are lost: the first's stand, with the reason the
             # search for more ended.
             found.stopped, found.final = again.stopped, True
-            break
+    if SET_GIL in image.imports:
+        # The walks' budgets ended inside the callees, or their paths: the setter may yet
+        # be proved decisive from the init function alone, on a budget of its own.
+        proved = proof.prove(image, entry, Budget(deadline, deadline_reason, pool))
+        if proved is not None:
+            return proved
     return found
 
 

@@ -112,6 +112,8 @@ class Walk:
     # end the same way.
     final: bool = False
     declared_at: int | None = None  # steps taken when a path first reached a declaration
+    # How the one event was proved decisive, when it was (walk/proof.py).
+    proof: str | None = None
 
 
 @dataclass(slots=True)
