@@ -122,6 +122,36 @@ def run(argv: list[str]) -> tuple[float, float, int, int]:
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, code
 
 
+def installable(wheels_dir: Path, pins: dict[str, str]) -> dict[str, str]:
+    """The real packages whose own requirements (extras aside) the local index can meet,
+    so that uv can lock them all."""
+    import zipfile
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    needs: dict[str, set[str]] = {}
+    for wheel in wheels_dir.glob("*.whl"):
+        name = canonicalize_name(wheel.name.split("-", 1)[0])
+        with zipfile.ZipFile(wheel) as zf:
+            meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+            text = zf.read(meta).decode("utf-8", "replace")
+        for line in text.splitlines():
+            if line.startswith("Requires-Dist:"):
+                req = Requirement(line.split(":", 1)[1].strip())
+                if req.marker is None or "extra" not in str(req.marker):
+                    needs.setdefault(name, set()).add(canonicalize_name(req.name))
+    ok = {canonicalize_name(n): n for n in pins}
+    changed = True
+    while changed:
+        changed = False
+        for name in list(ok):
+            if needs.get(name, set()) - set(ok):
+                del ok[name]
+                changed = True
+    return {n: v for n, v in pins.items() if canonicalize_name(n) in ok}
+
+
 def scale(
     work: Path,
     wheels_dir: Path,
@@ -134,6 +164,7 @@ def scale(
     every platform: peak memory and time."""
     from tests.helpers.wheels import build_wheel
 
+    pins = installable(wheels_dir, pins)
     generated = max(0, count - len(pins))
     rng = random.Random(11)
     names = [f"ftscale-{i:03d}" for i in range(generated)]
