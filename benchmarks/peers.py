@@ -279,17 +279,28 @@ def main() -> int:
     if uv is None:
         parser.error("uv not found (it is in the test extras)")
     venv = peer_venv(work, args.peer_python)
+    # pip compiles what it installs; an editable checkout run with PYTHONDONTWRITEBYTECODE
+    # would compile ftaudit's sources on every run, which no installed ftaudit does.
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(HERE.parent / "ftaudit")], check=True
+    )
     project, reqs, env = inputs(work, uv, args.env_python)
     site = site_packages(env)
     bin_ = venv / "bin"
     caches = work / "caches"
     ftaudit = [sys.executable, "-m", "ftaudit", "scan", "--target", TARGET, "--fail-on", "none"]
 
+    # The peers shell out to `uv`: theirs comes first on PATH, then the peer Python's own
+    # directory, where `uv lock --python 3.13` finds an interpreter (it skips venvs; it
+    # must not download one).
+    base = Path(os.path.realpath(args.peer_python)).parent
+    path = os.pathsep.join((str(bin_), str(base), os.environ["PATH"]))
+
     def peer_env(cache: Path) -> dict[str, str]:
-        # The peers shell out to `uv`: theirs comes first on PATH.
         return {
             **os.environ,
-            "PATH": f"{bin_}{os.pathsep}{os.environ['PATH']}",
+            "PATH": path,
+            "UV_PYTHON_DOWNLOADS": "never",
             "XDG_CACHE_HOME": str(cache / "xdg"),
             "UV_CACHE_DIR": str(cache / "uv"),
             "NO_COLOR": "1",
@@ -424,16 +435,21 @@ def ratios(cases: list[Case]) -> list[dict[str, object]]:
 
 
 def table(cases: list[Case], rows: list[dict[str, dict[str, object]]]) -> None:
-    print(f"{'tool':18} {'input':18} {'cold s':>7} {'warm s':>7} {'cpu s':>6} {'MiB':>6} {'bytes':>12}")
+    print(
+        f"{'tool':18} {'input':18} {'cold s':>7} {'warm s':>7} {'cpu c/w':>11} {'MiB':>6} "
+        f"{'proxy bytes':>12} {'own count':>12}"
+    )
     for c in cases:
         s = summary(c)
         cold, warm = s["cold"], s["warm"]
         assert isinstance(cold, dict) and isinstance(warm, dict)
-        fetched = cold.get("bytes_fetched", c.proxied_bytes)
-        shown = f"{fetched:,}" if isinstance(fetched, int) else "not measured"
+        own = cold.get("bytes_fetched")
+        counted = f"{own:,}" if isinstance(own, int) else "-"
+        proxied = f"{c.proxied_bytes:,}" if c.proxied_bytes is not None else "not measured"
+        cpu = f"{cold['cpu_s']:.2f}/{warm['cpu_s']:.2f}"
         print(
-            f"{c.tool:18} {c.input:18} {cold['wall_s']:7.2f} {warm['wall_s']:7.2f} "
-            f"{cold['cpu_s']:6.2f} {cold['peak_rss_mib']:6.1f} {shown:>12}"
+            f"{c.tool:18} {c.input:18} {cold['wall_s']:7.2f} {warm['wall_s']:7.2f} {cpu:>11} "
+            f"{cold['peak_rss_mib']:6.1f} {proxied:>12} {counted:>12}"
         )
     print()
     print(f"{'input':18} {'cold: ftaudit / fastest peer':36} {'warm: ftaudit / fastest peer':36}")
