@@ -347,3 +347,26 @@ def test_a_lock_registry_that_does_not_parse(
     old = 'source = { registry = "http://127.0.0.1:47391/simple/" }'
     path = _edited("uv", "uv.lock", old, 'source = { registry = "http://[::1/simple/" }', tmp_path)
     _fails(path, capsys, "package[0]", "'source.registry': invalid URL")
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "https://files.example/p/x-1.0-py3-none-any.whl",
+        "https://files.example/p/x-1.0-py3-none-any.whl#sha256=" + "a" * 64,
+        "http://files.example:8080/p/x.whl?token=1",
+        "https://files.example/p/x.whl?",
+        "https://files.example/p;v=1/x.whl",
+        "HTTPS://Files.Example/p/x.whl",
+        "../../packages/x.whl",
+        "/packages/x.whl",
+        "x.whl",
+    ],
+)
+def test_file_urls_resolve_as_urljoin_does(href: str) -> None:
+    from urllib.parse import urljoin
+
+    from ftaudit.index.simple import _absolute
+
+    base = "https://index.example/simple/x/"
+    assert _absolute(base, href) == urljoin(base, href)

@@ -261,6 +261,16 @@ def _field(f: dict[str, Any], key: str, kinds: tuple[type, ...], where: str) -> 
     raise _Malformed(f"in '{where}.{key}': expected {expected}, got {type(value).__name__}")
 
 
+def _absolute(base: str, href: str) -> str:
+    """`href` resolved against the page URL. Indexes mostly give absolute URLs, which
+    urljoin would only take apart and put together again (the bulk of parsing a page of
+    thousands of files): those are checked by splitting them, and kept as they are."""
+    if href.startswith(("https://", "http://")) and not href.endswith(("?", "#")):
+        urlsplit(href)  # raises ValueError where urljoin would (an invalid IPv6 host)
+        return href
+    return urljoin(base, href)
+
+
 def parse_json_page(body: bytes, url: str) -> _Page:
     """A PEP 691 project page. The type of every field used is checked: a page that
     breaks the format is the index's error, not a crash and not a guess."""
@@ -299,7 +309,7 @@ def parse_json_page(body: bytes, url: str) -> _Page:
                 _field(metadata, "sha256", (str,), f"{where}.core-metadata")
             yanked = _field(f, "yanked", (bool, str), where)
             try:
-                absolute = urljoin(url, href)
+                absolute = _absolute(url, href)
             except ValueError as exc:
                 skipped.append(f"{url}: {filename}: unparsable URL ({_short(exc)})")
                 continue
