@@ -337,11 +337,17 @@ def _build(
 ) -> Advice:
     version = use or judged
     where = _where(verdicts)
+    languages = next((v.build_languages for v in verdicts if v.build_languages), ())
+    compilers = (
+        f"compilers for its sources ({', '.join(languages)})"
+        if languages
+        else "the compilers its extensions are written for (C/C++, Rust, Fortran)"
+    )
     return Advice(
         kind="build",
         text=(
             f"No wheel of {dep.display_name} {version} for {where}, only an sdist. Building "
-            "it needs the compilers its extensions are written for (C/C++, Rust, Fortran), "
+            f"it needs {compilers}, "
             "the free-threaded interpreter's headers and its build dependencies "
             f"(pip install --no-binary {dep.name} {dep.name}=={version}). Whether the built "
             "extension needs the GIL is unknown until it is built: run `ftaudit inspect` on "

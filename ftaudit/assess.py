@@ -56,6 +56,29 @@ def _names(exts: list[Extension], limit: int = 3) -> str:
     return shown + (f" and {len(exts) - limit} more" if len(exts) > limit else "")
 
 
+# What an sdist reader's note "path (kind)" says about the compilers a build needs.
+_LANGUAGE_OF = {
+    "C": "C",
+    "C++": "C++",
+    "Cython": "Cython",
+    "Rust": "Rust",
+    "Cargo": "Rust",
+    "Fortran": "Fortran",
+    "CUDA": "CUDA",
+    "Objective-C++": "Objective-C++",
+}
+
+
+def source_languages(compiles: tuple[str, ...]) -> tuple[str, ...]:
+    """The languages an sdist's sources are in, from what its reader noted."""
+    found = []
+    for note in compiles:
+        kind = note.rsplit(" (", 1)[-1].rstrip(")") if note.endswith(")") else ""
+        if kind in _LANGUAGE_OF:
+            found.append(_LANGUAGE_OF[kind])
+    return tuple(dict.fromkeys(sorted(found, key=list(_LANGUAGE_OF.values()).index)))
+
+
 def judge_sdist(facts: SdistFacts) -> Judgement | None:
     """What an sdist read without building it says: READY (evidence ``pure``) when it
     builds only Python, UNKNOWN when it could not be read to the end, None when it
@@ -370,6 +393,7 @@ def _assess(
                 f"unknown until built{also}",
             ),
             gil_wheel=None if gil_other is None else gil_other.version,
+            build_languages=source_languages(current.compiles),
         )
     if gil_other is not None and gil_other.judgement is not None:
         # It installs, at that version, and needs the GIL: more to go on than a build of

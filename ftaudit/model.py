@@ -441,6 +441,8 @@ class Verdict:
     # The judged artifact's extension modules, when it is of another release than the
     # package's own (whose modules are PackageReport.extensions).
     extensions: tuple[Extension, ...] = ()
+    # For a `build` whose sdist was read: the languages its sources are in ("C", "Rust").
+    build_languages: tuple[str, ...] = ()
     # How the judged artifact was read ("whole" or "ranges", see ArtifactFacts.read).
     artifact_read: str | None = None
 

@@ -305,3 +305,16 @@ def test_unknown_advice_follows_why_it_is_unknown(
     assert advice.kind == "verify"
     assert says in advice.text
     assert never not in advice.text
+
+
+def test_build_advice_names_the_languages_of_the_sdist_it_read() -> None:
+    from ftaudit.assess import source_languages
+
+    notes = ("src/core.c (C)", "src/_x.pyx (Cython)", "Cargo.toml (Cargo)", "setup.py: Extension")
+    assert source_languages(notes) == ("C", "Cython", "Rust")
+    (read,) = package_advice(_pkg(_verdict(Status.BUILD, build_languages=("C", "Cython"))), {}, {})
+    assert "compilers for its sources (C, Cython)" in read.text
+    assert "Rust, Fortran" not in read.text
+    # An sdist that was not read: nothing is known of its languages.
+    (unread,) = package_advice(_pkg(_verdict(Status.BUILD)), {}, {})
+    assert "(C/C++, Rust, Fortran)" in unread.text

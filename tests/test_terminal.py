@@ -76,3 +76,29 @@ def test_a_ready_project_says_so() -> None:
     text = render_report(_report([_pkg("fine", Status.READY)]), width=100)
     assert "3.13t ready: all 1 packages" in " ".join(text.split())
     assert "Not ready" not in text
+
+
+def test_the_closest_target_weighs_builds_over_upgrades() -> None:
+    from ftaudit.model import TargetReadiness
+    from ftaudit.report.view import closest
+
+    base = {"direct": 9, "direct_ready": 2, "transitive": 0, "transitive_ready": 0}
+    many_builds = TargetReadiness(target="3.13t", upgrades=2, builds=5, **base)
+    upgrades = TargetReadiness(target="3.14t", upgrades=6, builds=1, **base)
+    blocked = TargetReadiness(target="3.15t", blocked=1, **base)
+    assert closest([many_builds, upgrades, blocked]) == upgrades
+    assert closest([many_builds]) is None
+
+
+def test_installer_tooling_is_counted_apart_in_the_header() -> None:
+    from ftaudit.model import Source
+
+    report = replace(
+        _report([_pkg("pip", Status.READY), _pkg("numpy", Status.GIL)]),
+        sources=(Source(kind="environment", path=".venv"),),
+    )
+    first = render_report(report, width=120).splitlines()[0]
+    assert first == (
+        "Free-threading readiness: 1 packages (1 direct, 0 transitive; and 1 of installer "
+        "tooling) from .venv"
+    )

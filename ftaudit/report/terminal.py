@@ -25,6 +25,7 @@ from ftaudit.report.view import (
     ordered,
     package_status,
     problems,
+    project_packages,
     readiness,
     target_verdicts,
     version_label,
@@ -107,11 +108,13 @@ def render_report(
 
 def _summary(console: Console, report: Report) -> None:
     sources = ", ".join(s.path for s in report.sources) or "-"
-    direct = sum(1 for p in report.packages if p.dependency.direct)
+    project = project_packages(report)
+    direct = sum(1 for p in project if p.dependency.direct)
+    tooling = len(report.packages) - len(project)
     head = Text("Free-threading readiness", style="bold")
     head.append(
-        f": {len(report.packages)} packages ({direct} direct, "
-        f"{len(report.packages) - direct} transitive) from {sources}"
+        f": {len(project)} packages ({direct} direct, {len(project) - direct} transitive"
+        f"{f'; and {tooling} of installer tooling' if tooling else ''}) from {sources}"
     )
     console.print(head)
     grid = Table.grid(padding=(0, 1))

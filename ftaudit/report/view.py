@@ -163,10 +163,12 @@ def readiness(report: Report) -> list[TargetReadiness]:
 
 
 def closest(targets: Sequence[TargetReadiness]) -> TargetReadiness | None:
-    """The target that needs the fewest changes (then the fewest unknowns; the earliest)."""
+    """The target that needs the least work: nothing blocked first, then the fewest
+    source builds and packages to isolate (the changes whose outcome is uncertain or
+    that change the program), then the fewest changes and unknowns; the earliest."""
     if len(targets) < 2:
         return None
-    return min(targets, key=lambda t: (t.blocked > 0, t.changes, t.unknown))
+    return min(targets, key=lambda t: (t.blocked > 0, t.builds + t.isolate, t.changes, t.unknown))
 
 
 def changes_text(t: TargetReadiness) -> str:
