@@ -80,10 +80,13 @@ class PackageResult:
     wheel_bytes: int = 0
 
 
-def newest_with_wheel(index: Index, name: str, platform: str) -> tuple[str, IndexFile] | None:
+def newest_with_wheel(index: Index, entry: str, platform: str) -> tuple[str, IndexFile] | None:
+    """The newest release of a corpus entry with a cp313t wheel; an entry `name==version`
+    names the release (an older one the reader must also get right)."""
+    name, _, pinned = entry.partition("==")
     releases = select.group_releases(name, index.files(name))
     for version in sorted(releases, reverse=True):
-        if version.is_prerelease:
+        if version.is_prerelease or (pinned and str(version) != pinned):
             continue
         wheel = select.best_wheel(releases[version], T313, platform)
         if wheel is not None and "cp313t" in wheel.filename:
@@ -158,7 +161,7 @@ def run_package(name: str, index: Index, cache: Cache, venv_python: Path) -> Pac
         result.imported, result.requires_gil = probe(venv_python, sorted(result.verdicts))
     result.install_import_seconds = time.perf_counter() - start
     for platform in OTHER_PLATFORMS:
-        other = wheel_for(index, name, result.version, platform)
+        other = wheel_for(index, name.partition("==")[0], result.version, platform)
         if other is not None:
             result.platforms[platform] = verdicts(
                 inspect_wheel(fetch(index, cache, other), other.filename)
