@@ -74,7 +74,8 @@ def test_quiet_is_the_summary_and_the_problems_only() -> None:
 
 def test_a_ready_project_says_so() -> None:
     text = render_report(_report([_pkg("fine", Status.READY)]), width=100)
-    assert "3.13t ready: all 1 packages" in " ".join(text.split())
+    assert "3.13t ready: all 1 package" in " ".join(text.split())
+    assert "1 packages" not in text
     assert "Not ready" not in text
 
 
@@ -99,6 +100,6 @@ def test_installer_tooling_is_counted_apart_in_the_header() -> None:
     )
     first = render_report(report, width=120).splitlines()[0]
     assert first == (
-        "Free-threading readiness: 1 packages (1 direct, 0 transitive; and 1 of installer "
+        "Free-threading readiness: 1 package (1 direct, 0 transitive; and 1 of installer "
         "tooling) from .venv"
     )

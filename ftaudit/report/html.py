@@ -20,7 +20,6 @@ from ftaudit.report.view import (
     STATUS_MEANING,
     cell,
     chains,
-    changes_text,
     closest,
     constraints,
     display_path,
@@ -31,6 +30,7 @@ from ftaudit.report.view import (
     problems,
     project_packages,
     readiness,
+    readiness_text,
     target_verdicts,
     version_label,
     where,
@@ -122,18 +122,7 @@ def _decision(report: Report) -> str:
     items = []
     targets = readiness(report)
     for t in targets:
-        total = t.direct + t.transitive
-        ready = t.direct_ready + t.transitive_ready
-        if t.ready:
-            text = f"ready: all {total} packages"
-        else:
-            text = (
-                f"{ready} of {total} ready (direct {t.direct_ready}/{t.direct}, transitive "
-                f"{t.transitive_ready}/{t.transitive})"
-            )
-            if todo := changes_text(t):
-                text += f"; to get there: {todo}"
-        items.append(f"<li><b>{_e(t.target)}</b>: {_e(text)}</li>")
+        items.append(f"<li><b>{_e(t.target)}</b>: {_e(readiness_text(t))}</li>")
     best = closest(targets)
     if best is not None:
         items.append(f"<li><b>Closest target: {_e(best.target)}</b> ({best.changes} changes)</li>")

@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
-from ftaudit.model import Advice, PackageReport, Report, Status, TargetReadiness
+from ftaudit.model import Advice, PackageReport, Report, Status
 from ftaudit.report.view import (
     EVIDENCE_MEANING,
     STATUS_MEANING,
     cell,
     chains,
-    changes_text,
     closest,
     constraints,
     display_path,
@@ -28,6 +27,7 @@ from ftaudit.report.view import (
     problems,
     project_packages,
     readiness,
+    readiness_text,
     target_verdicts,
     version_label,
     where,
@@ -60,7 +60,7 @@ def render_report(report: Report) -> str:
     add("")
     targets = readiness(report)
     for t in targets:
-        add(f"- {_readiness_line(t)}")
+        add(f"- **{t.target}**: {readiness_text(t)}")
     best = closest(targets)
     if best is not None:
         add(f"- **Closest target: {best.target}** ({best.changes} changes)")
@@ -122,19 +122,6 @@ def render_report(report: Report) -> str:
         add("")
     out.extend(_method(report))
     return "\n".join(out).rstrip() + "\n"
-
-
-def _readiness_line(t: TargetReadiness) -> str:
-    total = t.direct + t.transitive
-    ready = t.direct_ready + t.transitive_ready
-    if t.ready:
-        return f"**{t.target}**: ready: all {total} packages"
-    line = (
-        f"**{t.target}**: {ready} of {total} ready (direct {t.direct_ready}/{t.direct}, "
-        f"transitive {t.transitive_ready}/{t.transitive})"
-    )
-    todo = changes_text(t)
-    return line + (f"; to get there: {todo}" if todo else "")
 
 
 def _constraints(report: Report) -> list[str]:

@@ -18,7 +18,6 @@ from rich.text import Text
 from ftaudit.model import ArtifactFacts, Gil, PackageReport, Report, Status, Verdict
 from ftaudit.report.view import (
     cell,
-    changes_text,
     closest,
     evidence_label,
     ignored_note,
@@ -27,6 +26,7 @@ from ftaudit.report.view import (
     problems,
     project_packages,
     readiness,
+    readiness_text,
     target_verdicts,
     version_label,
     where,
@@ -113,7 +113,8 @@ def _summary(console: Console, report: Report) -> None:
     tooling = len(report.packages) - len(project)
     head = Text("Free-threading readiness", style="bold")
     head.append(
-        f": {len(project)} packages ({direct} direct, {len(project) - direct} transitive"
+        f": {len(project)} package{'s' if len(project) != 1 else ''} ({direct} direct, "
+        f"{len(project) - direct} transitive"
         f"{f'; and {tooling} of installer tooling' if tooling else ''}) from {sources}"
     )
     console.print(head)
@@ -122,18 +123,7 @@ def _summary(console: Console, report: Report) -> None:
     grid.add_column()
     targets = readiness(report)
     for t in targets:
-        total = t.direct + t.transitive
-        ready = t.direct_ready + t.transitive_ready
-        if t.ready:
-            line = Text(f"ready: all {total} packages", style="green")
-        else:
-            line = Text(
-                f"{ready} of {total} ready (direct {t.direct_ready}/{t.direct}, "
-                f"transitive {t.transitive_ready}/{t.transitive})"
-            )
-            todo = changes_text(t)
-            if todo:
-                line.append(f"; to get there: {todo}")
+        line = Text(readiness_text(t), style="green" if t.ready else "")
         grid.add_row(Text(f"  {t.target}", style="bold"), line)
     console.print(grid)
     best = closest(targets)

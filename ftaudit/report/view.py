@@ -171,6 +171,21 @@ def closest(targets: Sequence[TargetReadiness]) -> TargetReadiness | None:
     return min(targets, key=lambda t: (t.blocked > 0, t.builds + t.isolate, t.changes, t.unknown))
 
 
+def readiness_text(t: TargetReadiness) -> str:
+    """One target's line, as every report format shows it: 'ready: all 9 packages', or
+    '2 of 9 ready (direct 1/8, transitive 1/1); to get there: 2 upgrades, ...'."""
+    total = t.direct + t.transitive
+    if t.ready:
+        return f"ready: all {total} package{'s' if total != 1 else ''}"
+    ready = t.direct_ready + t.transitive_ready
+    text = (
+        f"{ready} of {total} ready (direct {t.direct_ready}/{t.direct}, "
+        f"transitive {t.transitive_ready}/{t.transitive})"
+    )
+    todo = changes_text(t)
+    return text + (f"; to get there: {todo}" if todo else "")
+
+
 def changes_text(t: TargetReadiness) -> str:
     """'1 upgrade, 2 pins, 1 source build (GIL status then unknown), 1 to isolate'."""
 
