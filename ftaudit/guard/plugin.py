@@ -210,13 +210,9 @@ def _line(c: Culprit) -> str:
 
 
 def _what(c: Culprit) -> str:
-    if c.raised:
-        return f"its import raised {c.raised.split(':', 1)[0]}"
-    if c.reenabled:
-        return "re-enabled the GIL"
-    if c.gil.value == "unknown":
-        return "could not be judged"
-    return f"would re-enable the GIL ({c.gil.value})"
+    from ftaudit.guard.report import verdict_text
+
+    return verdict_text(c, raised="its import raised {}")
 
 
 def _describe(culprits: list[Culprit], during: str) -> str:

@@ -98,9 +98,11 @@ _STATUS_TEXT = {
 }
 
 
-def _verdict(c: Culprit) -> str:
+def verdict_text(c: Culprit, raised: str = "import raised {} (-W error)") -> str:
+    """What a culprit did, in words; `raised` says how an import that raised is worded
+    (the exception's name goes in its braces)."""
     if c.raised:
-        return f"import raised {c.raised.split(':', 1)[0]} (-W error)"
+        return raised.format(c.raised.split(":", 1)[0])
     if c.reenabled:
         return "re-enabled the GIL"
     if c.gil.value == "unknown":
@@ -131,7 +133,7 @@ def render_text(report: GuardReport) -> str:
         )
         for c in p.culprits:
             dist = f" [{c.distribution} {c.version}]" if c.distribution else ""
-            lines.append(f"  {c.module}{dist}: {_verdict(c)} ({c.seen.value})")
+            lines.append(f"  {c.module}{dist}: {verdict_text(c)} ({c.seen.value})")
             lines.append(f"      {' -> '.join(c.chain)}{_where(c)}")
             lines.append(f"      {c.detail}")
         lines.extend(f"  note: {n}" for n in p.notes)
